@@ -1,0 +1,66 @@
+"""Decodes cgroup v2 ids (what bpf_get_current_cgroup_id returns) into paths."""
+
+import collections
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+ROOT_ID = 1
+
+
+def find_cgroup2_mount(mountinfo="/proc/self/mountinfo"):
+    """The cgroup2 mount point: /sys/fs/cgroup on pure v2 hosts, .../unified on hybrid."""
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "cgroup2":
+                return fields[4]
+    return None
+
+
+class CgroupPaths:
+    """id -> path relative to the cgroup2 root, cached beyond the cgroup's life.
+
+    A cgroup is its directory's inode on cgroup2, so a walk of the tree maps
+    every live id; walks are rate-limited and the cache is bounded (LRU).
+    """
+
+    def __init__(self, root, max_entries=20000, rescan_interval=1.0):
+        self.root = root
+        self.max_entries = max_entries
+        self.rescan_interval = rescan_interval
+        self._paths = collections.OrderedDict()
+        self._last_scan = float("-inf")
+
+    def _scan(self):
+        self._last_scan = time.monotonic()
+        if not self.root:
+            return
+        for dirpath, dirnames, _ in os.walk(self.root):
+            try:
+                ino = os.stat(dirpath).st_ino
+            except OSError:
+                continue
+            rel = "/" + os.path.relpath(dirpath, self.root).lstrip(".")
+            self._remember(ino, rel.rstrip("/") or "/")
+
+    def _remember(self, cgroup_id, path):
+        self._paths[cgroup_id] = path
+        self._paths.move_to_end(cgroup_id)
+        while len(self._paths) > self.max_entries:
+            self._paths.popitem(last=False)
+
+    def path(self, cgroup_id):
+        """The path of `cgroup_id`, or None if it was never seen alive."""
+        if cgroup_id == ROOT_ID:
+            return "/"
+        path = self._paths.get(cgroup_id)
+        if path is None and time.monotonic() - self._last_scan >= self.rescan_interval:
+            self._scan()
+            path = self._paths.get(cgroup_id)
+        if path is not None:
+            self._paths.move_to_end(cgroup_id)
+        return path

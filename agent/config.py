@@ -1,0 +1,111 @@
+"""Agent settings: defaults, then the YAML file, then command-line flags."""
+
+import dataclasses
+import logging
+
+from agent.errors import ConfigError
+from agent.probes import GROUPS
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    listen: str = "0.0.0.0:9810"
+    probes: tuple = GROUPS
+    log_level: str = "info"
+    max_services: int = 500
+    tracefs: str = ""
+
+    @property
+    def address(self):
+        host, _, port = self.listen.rpartition(":")
+        return host or "0.0.0.0", int(port)
+
+
+def _check_listen(value):
+    if not isinstance(value, str):
+        return "a HOST:PORT string"
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return "HOST:PORT with a port from 1 to 65535"
+    return None
+
+
+def _check_probes(value):
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not value:
+        return f"a non-empty list drawn from {', '.join(GROUPS)}"
+    unknown = [v for v in value if v not in GROUPS]
+    if unknown:
+        return f"probe groups from {', '.join(GROUPS)} (unknown: {', '.join(map(str, unknown))})"
+    return None
+
+
+def _check_log_level(value):
+    return None if value in LOG_LEVELS else f"one of {', '.join(LOG_LEVELS)}"
+
+
+def _check_max_services(value):
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "a whole number of at least 1"
+
+
+def _check_tracefs(value):
+    return None if isinstance(value, str) else "a directory path"
+
+
+CHECKS = {
+    "listen": _check_listen,
+    "probes": _check_probes,
+    "log_level": _check_log_level,
+    "max_services": _check_max_services,
+    "tracefs": _check_tracefs,
+}
+
+
+def _normalise(key, value):
+    if key == "probes" and isinstance(value, str):
+        return tuple(v for v in value.split(",") if v)
+    if key == "probes":
+        return tuple(value)
+    return value
+
+
+def apply(config, values, origin):
+    """Validate `values` ({key: value}) and set them on `config`.
+
+    `origin` names where they came from (a file path, "command line") so the
+    error tells the operator exactly what to fix.
+    """
+    for key, value in values.items():
+        if key not in CHECKS:
+            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(CHECKS)})")
+        problem = CHECKS[key](value)
+        if problem:
+            raise ConfigError(f"{origin}: key '{key}': expected {problem}, got {value!r}")
+        setattr(config, key, _normalise(key, value))
+    return config
+
+
+def load_file(path):
+    """{key: value} from a YAML file; every failure is a ConfigError naming the file."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def log_level(config):
+    return getattr(logging, config.log_level.upper())

@@ -1,0 +1,61 @@
+"""Log2 histograms from the kernel, as Prometheus wants them.
+
+Slot s of a kernel histogram counts values v (in ns) with 2**s <= v < 2**(s+1)
+(slot 0 also holds 0).  Exported buckets are cumulative, in seconds, with
+fixed bounds so every series of a family has the same `le` set.
+"""
+
+from dataclasses import dataclass, field
+
+# Bucket bounds 2**10 ns (1.02 us) .. 2**34 ns (17.2 s); slots below fold
+# into the first bucket, slots above into +Inf.
+FIRST_BOUND_EXP = 10
+LAST_BOUND_EXP = 34
+BOUNDS_SECONDS = tuple(2.0 ** e / 1e9 for e in range(FIRST_BOUND_EXP, LAST_BOUND_EXP + 1))
+
+
+@dataclass
+class Log2Histogram:
+    """Per-slot counts and the exact sum, merged from any number of map entries."""
+
+    slots: dict = field(default_factory=dict)
+    sum_ns: int = 0
+
+    def add(self, slot, count, sum_ns):
+        self.slots[slot] = self.slots.get(slot, 0) + count
+        self.sum_ns += sum_ns
+
+    @property
+    def count(self):
+        return sum(self.slots.values())
+
+    def buckets(self):
+        """[(le, cumulative count)] including +Inf, as prometheus_client takes them."""
+        out = []
+        running = 0
+        # Slot s lies entirely below 2**(s+1): it belongs to bound exponent s+1.
+        by_bound = {}
+        for slot, n in self.slots.items():
+            by_bound[max(slot + 1, FIRST_BOUND_EXP)] = by_bound.get(max(slot + 1, FIRST_BOUND_EXP), 0) + n
+        for exp, bound in zip(range(FIRST_BOUND_EXP, LAST_BOUND_EXP + 1), BOUNDS_SECONDS):
+            running += by_bound.get(exp, 0)
+            out.append((_format_bound(bound), running))
+        out.append(("+Inf", self.count))
+        return out
+
+    def quantile(self, q):
+        """Upper bound (seconds) of the bucket holding quantile q; None when empty."""
+        total = self.count
+        if not total:
+            return None
+        target = q * total
+        running = 0
+        for slot in sorted(self.slots):
+            running += self.slots[slot]
+            if running >= target:
+                return 2.0 ** (slot + 1) / 1e9
+        return 2.0 ** (max(self.slots) + 1) / 1e9
+
+
+def _format_bound(seconds):
+    return repr(seconds)

@@ -1,0 +1,79 @@
+"""Process identities for processes that were running before the agent.
+
+New processes are named in the kernel at exec (bpf/identity.bpf.c); this
+module names the ones already running, computing the same FNV-1a identity so
+their samples land on the same kernel keys.
+"""
+
+import logging
+import os
+
+from agent.kernel_abi import SERVICE_NAME_LEN, IdentKind
+from agent.services import KERNEL
+
+log = logging.getLogger(__name__)
+
+FNV_OFFSET = 14695981039346656037
+FNV_PRIME = 1099511628211
+MASK64 = (1 << 64) - 1
+PF_KTHREAD = 0x00200000
+OTEL_SERVICE_NAME = b"OTEL_SERVICE_NAME"
+
+
+def ident_hash(kind, name):
+    """FNV-1a of the kind and name, as ident_hash() in bpf/taskscope.h."""
+    h = ((FNV_OFFSET ^ int(kind)) * FNV_PRIME) & MASK64
+    for byte in name[: SERVICE_NAME_LEN - 1]:
+        if byte == 0:
+            break
+        h = ((h ^ byte) * FNV_PRIME) & MASK64
+    return h
+
+
+def parse_environ(data):
+    """NUL-separated KEY=VALUE bytes (untrusted) -> {bytes: bytes}; junk skipped."""
+    env = {}
+    for item in data.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep and key:
+            env[key] = value
+    return env
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _is_kernel_thread(stat):
+    # Field 9 (flags) follows the parenthesised comm, which may hold spaces.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return len(fields) > 6 and int(fields[6]) & PF_KTHREAD
+
+
+def identify(pid, proc="/proc"):
+    """(kind, name bytes) of a running process, or None if it is gone."""
+    try:
+        if _is_kernel_thread(_read(f"{proc}/{pid}/stat")):
+            return IdentKind.COMM, KERNEL.encode()
+        try:
+            env = parse_environ(_read(f"{proc}/{pid}/environ"))
+        except PermissionError:
+            env = {}
+        name = env.get(OTEL_SERVICE_NAME, b"")[: SERVICE_NAME_LEN - 1].split(b"\0")[0]
+        if name:
+            return IdentKind.OTEL, name
+        return IdentKind.COMM, _read(f"{proc}/{pid}/comm").rstrip(b"\n")[: 15]
+    except (OSError, ValueError):
+        return None
+
+
+def running_processes(proc="/proc"):
+    """[(tgid, kind, name)] for every process /proc lists now."""
+    out = []
+    for entry in os.listdir(proc):
+        if entry.isdigit():
+            ident = identify(int(entry), proc)
+            if ident:
+                out.append((int(entry), *ident))
+    return out

@@ -1,0 +1,80 @@
+"""Values shared by the C probes and the Python side, defined once here.
+
+The probes receive them as -D compile flags, so an enum or a limit never
+exists in two languages.
+"""
+
+import enum
+
+
+class IdentKind(enum.IntEnum):
+    """Where a process's identity came from (struct ident_name.kind)."""
+
+    COMM = 1
+    OTEL = 2
+
+
+class Drop(enum.IntEnum):
+    """Why a sample or an entry was lost (index into the `drops` map)."""
+
+    IDENT_NAMES = 0
+    RUNQUEUE_ENQUEUED = 1
+    RUNQUEUE_LATENCY = 2
+    BLOCKIO_LATENCY = 3
+    TCP_STATS = 4
+    TCP_CONNECT_LATENCY = 5
+    TCP_RTT = 6
+
+
+class BlockOp(enum.IntEnum):
+    READ = 0
+    WRITE = 1
+    FLUSH = 2
+    DISCARD = 3
+    OTHER = 4
+
+
+class BlockStage(enum.IntEnum):
+    QUEUE = 0
+    DEVICE = 1
+
+
+SERVICE_NAME_LEN = 64
+# Log2 slots of nanoseconds; slot 40 starts at 2**40 ns (about 18 minutes).
+MAX_SLOT = 40
+# sched_switch's prev_state: the low bits are the task state; 0x100
+# (TASK_REPORT_MAX) flags a preemption, which leaves the task runnable.
+TASK_STATE_MASK = 0xFF
+MAX_ENV_SCAN = 128
+
+# Upper bounds of every BPF map, by the name of the -D flag that sizes it.
+MAP_SIZES = {
+    "MAX_PROCESSES": 65536,
+    "MAX_IDENTITIES": 8192,
+    "RUNQUEUE_MAX_THREADS": 65536,
+    "RUNQUEUE_HIST_ENTRIES": 32768,
+    "BLOCKIO_MAX_INFLIGHT": 16384,
+    "BLOCKIO_HIST_ENTRIES": 32768,
+    "TCP_MAX_SOCKETS": 65536,
+    "TCP_MAX_LISTENERS": 4096,
+    "TCP_STATS_ENTRIES": 8192,
+    "TCP_HIST_ENTRIES": 32768,
+}
+
+
+def cflags(defines=()):
+    """The -D flags every probe is compiled with, plus probe-specific ones."""
+    flags = [
+        f"-DSERVICE_NAME_LEN={SERVICE_NAME_LEN}",
+        f"-DMAX_SLOT={MAX_SLOT}",
+        f"-DTASK_STATE_MASK={TASK_STATE_MASK:#x}",
+        f"-DMAX_ENV_SCAN={MAX_ENV_SCAN}",
+        f"-DDROP_REASONS={len(Drop)}",
+    ]
+    flags += [f"-D{name}={size}" for name, size in MAP_SIZES.items()]
+    flags += [f"-DIDENT_KIND_{k.name}={k.value}" for k in IdentKind]
+    flags += [f"-DDROP_{d.name}={d.value}" for d in Drop]
+    flags += [f"-DBLK_OP_{o.name}={o.value}" for o in BlockOp]
+    flags += [f"-DBLK_STAGE_{s.name}={s.value}" for s in BlockStage]
+    flags += [f"-D{d}" for d in defines]
+    return flags

@@ -1,0 +1,94 @@
+"""Read access to the loaded probes' maps: the single source of every figure.
+
+Nothing here keeps a copy of a measurement; each scrape reads the maps anew.
+"""
+
+import collections
+import ctypes
+import logging
+
+from agent.identity import ident_hash
+from agent.kernel_abi import MAP_SIZES, Drop
+
+log = logging.getLogger(__name__)
+
+# Map name -> the MAP_SIZES flag that bounds it, for the entries/capacity gauges.
+EXPORTED_MAPS = {
+    "runqueue_latency": "RUNQUEUE_HIST_ENTRIES",
+    "blockio_latency": "BLOCKIO_HIST_ENTRIES",
+    "tcp_stats": "TCP_STATS_ENTRIES",
+    "tcp_connect_latency": "TCP_HIST_ENTRIES",
+    "tcp_rtt": "TCP_HIST_ENTRIES",
+    "ident_names": "MAX_IDENTITIES",
+}
+
+
+class KernelMaps:
+    """The loaded BPF module, seen as tables of typed rows."""
+
+    def __init__(self, bpf, probe_status, name_cache_size=16384):
+        self._bpf = bpf
+        self.probe_status = probe_status  # probe name -> bool (loaded and attached)
+        self._names = collections.OrderedDict()
+        self._name_cache_size = name_cache_size
+        self._sizes = {}
+
+    def has(self, map_name):
+        try:
+            self._bpf[map_name]
+            return True
+        except KeyError:
+            return False
+
+    def rows(self, map_name):
+        """[(key, value)] of a hash map, in one batched syscall where the kernel allows."""
+        table = self._bpf[map_name]
+        try:
+            rows = list(table.items_lookup_batch())
+        except Exception:  # BCC raises plain Exception where batching is unsupported
+            rows = list(table.items())
+        self._sizes[map_name] = len(rows)
+        return rows
+
+    def entries(self):
+        """{map: (entries at the last read, capacity)} for the maps read so far."""
+        return {m: (n, MAP_SIZES[EXPORTED_MAPS[m]]) for m, n in self._sizes.items()
+                if m in EXPORTED_MAPS}
+
+    def drops(self):
+        table = self._bpf["drops"]
+        return {reason: sum(table[ctypes.c_int(reason.value)]) for reason in Drop}
+
+    def ident_name(self, ident):
+        """(kind, name) of an identity, or None; identities never change, so cached."""
+        if ident in self._names:
+            return self._names[ident]
+        table = self._bpf["ident_names"]
+        try:
+            leaf = table[table.Key(ident)]
+        except KeyError:
+            return None
+        entry = (leaf.kind, leaf.name.decode("utf-8", "replace"))
+        self._names[ident] = entry
+        if len(self._names) > self._name_cache_size:
+            self._names.popitem(last=False)
+        return entry
+
+    def seed_identities(self, processes):
+        """Name processes that predate the agent: [(tgid, kind, name bytes)]."""
+        identities, names = self._bpf["identities"], self._bpf["ident_names"]
+        for tgid, kind, name in processes:
+            ident = ident_hash(kind, name)
+            leaf = names.Leaf()
+            leaf.kind = kind
+            leaf.name = name
+            try:
+                names[names.Key(ident)] = leaf
+                identities[identities.Key(tgid)] = identities.Leaf(ident)
+            except Exception as exc:  # map full: counted by the kernel side too
+                log.warning("cannot seed identity of pid %d: %s", tgid, exc)
+                break
+        log.info("named %d running processes", len(processes))
+
+    def close(self):
+        self._bpf.cleanup()

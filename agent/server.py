@@ -1,0 +1,59 @@
+"""The agent's HTTP endpoint: /metrics (Prometheus or OpenMetrics) and /healthz."""
+
+import http.server
+import logging
+import threading
+
+from prometheus_client import exposition
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "taskscope"
+
+    def do_GET(self):
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = exposition.choose_encoder(self.headers.get("Accept"))
+            try:
+                body = encoder(self.server.registry)
+            except Exception:
+                log.exception("rendering /metrics failed")
+                self._reply(500, b"scrape failed; see the agent's log\n", "text/plain")
+                return
+            self._reply(200, body, content_type)
+        elif path == "/healthz":
+            self._reply(200, b"ok\n", "text/plain")
+        else:
+            self._reply(404, b"not found; try /metrics or /healthz\n", "text/plain")
+
+    def _reply(self, status, body, content_type):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+
+class AgentServer(http.server.ThreadingHTTPServer):
+    """Binds at construction (so a busy port fails before probes compile)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, registry):
+        self.registry = registry
+        super().__init__(address, _Handler)
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()

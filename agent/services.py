@@ -1,0 +1,100 @@
+"""Service names for the owners the kernel reports, and the label budget.
+
+Precedence, first match wins:
+  1. OTEL_SERVICE_NAME of the process (captured at exec);
+  2. the deepest systemd unit `*.service` in its cgroup path;
+  3. a container id in its cgroup path (docker, containerd, cri-o, podman);
+  4. its process name (comm), kernel threads folded into `kernel`.
+"""
+
+import re
+
+from agent.kernel_abi import IdentKind
+
+UNKNOWN = "unknown"
+OTHER = "other"
+KERNEL = "kernel"
+
+_CONTAINER_ID = re.compile(
+    r"^(?:(?:docker|cri-containerd|crio|libpod|containerd)-)?([0-9a-f]{64})(?:\.scope)?$")
+
+
+def service_from_cgroup_path(path):
+    """The unit or container named by a cgroup path, or None."""
+    if not path:
+        return None
+    for part in reversed(path.strip("/").split("/")):
+        match = _CONTAINER_ID.match(part)
+        if match:
+            return match.group(1)[:12]
+        if part.endswith(".service") and len(part) > len(".service"):
+            return part[: -len(".service")]
+    return None
+
+
+def normalize_comm(comm):
+    """Kernel threads are named `worker/cpu:n`; keep the worker, not the numbers."""
+    comm = comm.strip()
+    if not comm:
+        return UNKNOWN
+    return comm.split("/", 1)[0] if "/" in comm else comm
+
+
+class ServiceResolver:
+    """owner (cgroup id, identity) -> service name.
+
+    `names(ident)` returns (kind, name) or None; `cgroups.path(id)` a path or
+    None.  Undecodable ids become visible placeholders and are counted.
+    """
+
+    def __init__(self, names, cgroups):
+        self._names = names
+        self._cgroups = cgroups
+        self.decode_errors = {"identity": 0, "cgroup": 0}
+
+    def resolve(self, cgroup_id, ident):
+        if not cgroup_id and not ident:
+            return UNKNOWN
+        entry = self._names(ident)
+        if entry is None:
+            self.decode_errors["identity"] += 1
+        elif entry[0] == IdentKind.OTEL:
+            return entry[1]
+        path = self._cgroups.path(cgroup_id)
+        if path is None:
+            self.decode_errors["cgroup"] += 1
+        from_cgroup = service_from_cgroup_path(path)
+        if from_cgroup:
+            return from_cgroup
+        if entry is not None:
+            return normalize_comm(entry[1])
+        if path is None:
+            return f"unknown_cgroup:{cgroup_id}"
+        return f"unknown_identity:{ident:x}"
+
+
+class LabelBudget:
+    """At most `limit` services per metric; later ones fold into `other`.
+
+    Admission is sticky, so a service never flips between its own series and
+    `other` from one scrape to the next (that would look like a counter reset).
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._admitted = set()
+        self._folded = set()
+
+    def label(self, service):
+        if service in self._admitted:
+            return service
+        if len(self._admitted) < self.limit:
+            self._admitted.add(service)
+            return service
+        if len(self._folded) < 100_000:
+            self._folded.add(service)
+        return OTHER
+
+    @property
+    def folded(self):
+        return len(self._folded)

@@ -1,0 +1,76 @@
+/* Run-queue latency: how long a runnable thread waits for a CPU.
+ * Hooks: sched:sched_wakeup, sched:sched_wakeup_new, sched:sched_switch
+ * (all since 2.6.28).
+ * sched_switch runs in the context of the task switched *out*, so the wait of
+ * the task switched in is parked per CPU and charged at its own switch-out,
+ * when bpf_get_current_*() describe it.  That avoids reading task_struct,
+ * whose layout the generic headers get wrong. */
+
+struct rq_hist_key {
+	struct owner owner;
+	u32 slot;
+	u32 pad;
+};
+
+struct rq_parked {
+	u32 tid;
+	u32 pad;
+	u64 wait_ns;
+};
+
+BPF_HASH(runqueue_enqueued, u32, u64, RUNQUEUE_MAX_THREADS);
+BPF_PERCPU_ARRAY(runqueue_parked, struct rq_parked, 1);
+BPF_HASH(runqueue_latency, struct rq_hist_key, struct hist_value, RUNQUEUE_HIST_ENTRIES);
+
+static __always_inline void runqueue_enqueue(u32 tid, u64 now)
+{
+	if (tid && runqueue_enqueued.update(&tid, &now))
+		count_drop(DROP_RUNQUEUE_ENQUEUED);
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup)
+{
+	runqueue_enqueue(args->pid, bpf_ktime_get_ns());
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup_new)
+{
+	runqueue_enqueue(args->pid, bpf_ktime_get_ns());
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	u32 zero = 0;
+	struct rq_parked *parked = runqueue_parked.lookup(&zero);
+	if (!parked)
+		return 0;
+	u32 prev = args->prev_pid, next = args->next_pid;
+	u64 now = bpf_ktime_get_ns();
+
+	if (parked->tid && parked->tid == prev) {
+		struct rq_hist_key key = {.slot = log2_slot(parked->wait_ns)};
+		struct hist_value zero = {};
+		current_owner(&key.owner);
+		hist_add(runqueue_latency.lookup_or_try_init(&key, &zero), parked->wait_ns,
+			 DROP_RUNQUEUE_LATENCY);
+	}
+	parked->tid = 0;
+
+	/* A preempted task stays runnable: it re-enters the queue now.  Since
+	 * 4.14 a preemption is reported as TASK_REPORT_MAX (0x100), so only the
+	 * low state bits tell running from sleeping. */
+	if ((args->prev_state & TASK_STATE_MASK) == 0)
+		runqueue_enqueue(prev, now);
+
+	if (!next)
+		return 0;
+	u64 *enqueued = runqueue_enqueued.lookup(&next);
+	if (!enqueued)
+		return 0;
+	parked->wait_ns = now - *enqueued;
+	parked->tid = next;
+	runqueue_enqueued.delete(&next);
+	return 0;
+}

@@ -1,0 +1,1 @@
+"""Views over the agent's kernel maps: Prometheus now, OTLP and JSON later."""

@@ -1,0 +1,174 @@
+"""Prometheus collector: reads the kernel maps on every scrape.
+
+Kernel keys are (cgroup, identity[, device, op, stage], slot); several keys
+can resolve to one service (two processes of one service, say), so rows are
+summed per label set before they are exposed.  Nothing is cached between
+scrapes except service names and label admission.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+
+from agent.devices import device_name
+from agent.histogram import Log2Histogram
+from agent.kernel_abi import BlockOp, BlockStage
+from agent.services import LabelBudget
+
+log = logging.getLogger(__name__)
+
+def _no_labels(key):
+    return {}
+
+
+def _block_labels(key):
+    return {"device": device_name(key.dev), "op": BlockOp(key.op).name.lower(),
+            "stage": BlockStage(key.stage).name.lower()}
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    map_name: str
+    help: str
+    extra_labels: tuple = ()
+    labels_of: Callable = _no_labels
+
+
+HISTOGRAMS = {
+    "taskscope_runqueue_latency_seconds": HistogramSpec(
+        "runqueue_latency", "Time runnable threads waited for a CPU, by service."),
+    "taskscope_blockio_latency_seconds": HistogramSpec(
+        "blockio_latency",
+        "Block-IO latency by service, device, operation and stage "
+        "(queue: submission to issue; device: issue to completion).",
+        ("device", "op", "stage"), _block_labels),
+    "taskscope_tcp_connect_latency_seconds": HistogramSpec(
+        "tcp_connect_latency", "TCP connect() latency, SYN sent to established, by service."),
+    "taskscope_tcp_rtt_seconds": HistogramSpec(
+        "tcp_rtt", "Smoothed TCP round-trip time on received segments, by service."),
+}
+
+# Counter family (prometheus_client appends _total) -> help, [(struct
+# tcp_counters field, extra labels)].
+TCP_COUNTERS = {
+    "taskscope_tcp_connections_opened": (
+        "TCP connections established, by service and direction.",
+        [("opened_active", {"direction": "active"}),
+         ("opened_passive", {"direction": "passive"})]),
+    "taskscope_tcp_connections_closed": (
+        "Established TCP connections closed, by service.", [("closed", {})]),
+    "taskscope_tcp_connect_failures": (
+        "TCP connects that never got established, by service.", [("connect_failed", {})]),
+    "taskscope_tcp_retransmits": (
+        "TCP segments retransmitted, by service.", [("retransmits", {})]),
+    "taskscope_tcp_sent_bytes": (
+        "Bytes sent on TCP sockets, by service.", [("sent_bytes", {})]),
+    "taskscope_tcp_received_bytes": (
+        "Bytes received on TCP sockets, by service.", [("received_bytes", {})]),
+}
+
+
+class TaskscopeCollector:
+    """A prometheus_client custom collector over KernelMaps."""
+
+    def __init__(self, maps, resolver, max_services):
+        self._maps = maps
+        self._resolver = resolver
+        self._max_services = max_services
+        self._budgets = {}
+        self._last_duration = 0.0
+
+    def describe(self):
+        # Registering must not read BPF maps; collect() does all the work.
+        return []
+
+    def _service(self, family, owner):
+        budget = self._budgets.setdefault(family, LabelBudget(self._max_services))
+        return budget.label(self._resolver.resolve(owner.cgroup_id, owner.ident))
+
+    def _histograms(self):
+        for family, spec in HISTOGRAMS.items():
+            if not self._maps.has(spec.map_name):
+                continue
+            merged = {}
+            for key, value in self._maps.rows(spec.map_name):
+                extra = spec.labels_of(key)
+                labels = (self._service(family, key.owner),
+                          *(extra[name] for name in spec.extra_labels))
+                merged.setdefault(labels, Log2Histogram()).add(key.slot, value.count,
+                                                                value.sum_ns)
+            metric = HistogramMetricFamily(family, spec.help,
+                                           labels=["service", *spec.extra_labels])
+            for labels, hist in sorted(merged.items()):
+                metric.add_metric(list(labels), hist.buckets(), hist.sum_ns / 1e9)
+            yield metric
+
+    def _tcp_counters(self):
+        if not self._maps.has("tcp_stats"):
+            return
+        rows = self._maps.rows("tcp_stats")
+        for family, (help_text, fields) in TCP_COUNTERS.items():
+            label_names = ["service", *sorted({k for _, extra in fields for k in extra})]
+            sums = {}
+            for key, counters in rows:
+                service = self._service(family, key)
+                for field_name, extra in fields:
+                    labels = tuple({"service": service, **extra}.get(n) for n in label_names)
+                    sums[labels] = sums.get(labels, 0) + getattr(counters, field_name)
+            metric = CounterMetricFamily(family, help_text, labels=label_names)
+            for labels, value in sorted(sums.items()):
+                metric.add_metric(list(labels), value)
+            yield metric
+
+    def _self_metrics(self):
+        up = GaugeMetricFamily("taskscope_probe_up",
+                               "1 when the probe is loaded and attached, 0 when it is not.",
+                               labels=["probe"])
+        for probe, ok in sorted(self._maps.probe_status.items()):
+            up.add_metric([probe], 1 if ok else 0)
+        yield up
+        entries = GaugeMetricFamily("taskscope_map_entries",
+                                    "Entries in a BPF map at the last scrape.", labels=["map"])
+        capacity = GaugeMetricFamily("taskscope_map_capacity",
+                                     "Maximum entries of a BPF map.", labels=["map"])
+        for name, (n, cap) in sorted(self._maps.entries().items()):
+            entries.add_metric([name], n)
+            capacity.add_metric([name], cap)
+        yield entries
+        yield capacity
+        drops = CounterMetricFamily("taskscope_map_drops",
+                                    "Samples or entries lost because a BPF map was full.",
+                                    labels=["reason"])
+        for reason, n in sorted(self._maps.drops().items()):
+            drops.add_metric([reason.name.lower()], n)
+        yield drops
+        folded = GaugeMetricFamily("taskscope_services_folded",
+                                   "Distinct services folded into service=\"other\" by the "
+                                   "label cap, per metric.", labels=["metric"])
+        for family, budget in sorted(self._budgets.items()):
+            folded.add_metric([family], budget.folded)
+        yield folded
+        errors = CounterMetricFamily("taskscope_decode_errors",
+                                     "Kernel ids that could not be decoded into a name.",
+                                     labels=["decoder"])
+        for decoder, n in sorted(self._resolver.decode_errors.items()):
+            errors.add_metric([decoder], n)
+        yield errors
+        yield GaugeMetricFamily("taskscope_scrape_duration_seconds",
+                                "Time the previous scrape took to read and convert the maps.",
+                                value=self._last_duration)
+
+    def collect(self):
+        started = time.monotonic()
+        try:
+            yield from self._histograms()
+            yield from self._tcp_counters()
+        except Exception:  # the scrape path never raises into the HTTP server
+            log.exception("reading the kernel maps failed; this scrape is partial")
+        self._last_duration = time.monotonic() - started
+        yield from self._self_metrics()
+

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs everything taskscope needs on Debian 12, as root; safe to re-run.
+#   ./install.sh         the agent: BCC, kernel headers, graphviz, a venv in .venv
+#   ./install.sh --dev   also what the tests and benchmarks use
+set -euo pipefail
+cd "$(dirname "$0")"
+
+dev=0
+case "${1:-}" in
+  --dev) dev=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--dev]" >&2; exit 2 ;;
+esac
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root (it installs Debian packages)" >&2; exit 2; }
+
+export DEBIAN_FRONTEND=noninteractive
+packages=(python3 python3-venv python3-bpfcc bpftool graphviz iproute2 procps netbase)
+[ "$dev" = 1 ] && packages+=(iptables nginx-light wrk util-linux)
+
+updated=0
+apt_update() { [ "$updated" = 1 ] || { apt-get update -q; updated=1; }; }
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_update
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Kernel headers for BCC.  The running kernel's own package comes first.
+# Where there is none (custom or cloud kernels), Debian's generic headers are
+# linked in its place: sound for taskscope because its probes read only
+# tracepoint arguments (whose layout BCC takes from tracefs, not from headers)
+# and BPF helpers, never a kernel struct, so header/kernel skew cannot bite.
+release=$(uname -r)
+modules=/lib/modules/$release
+if [ ! -d "$modules/build/include" ]; then
+  apt_update
+  if ! apt-get install -y -q "linux-headers-$release" 2>/dev/null; then
+    arch=$(dpkg --print-architecture)
+    apt-get install -y -q "linux-headers-$arch"
+    build=$(ls -d /usr/src/linux-headers-*-"$arch" | sort -V | tail -n 1)
+    common=${build%-"$arch"}-common
+    mkdir -p "$modules"
+    ln -sfn "$build" "$modules/build"
+    ln -sfn "$common" "$modules/source"
+    echo "install.sh: no headers packaged for kernel $release; linked $build (see README)"
+  fi
+fi
+
+[ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+extras=""
+[ "$dev" = 1 ] && extras="[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
+ln -sfn "$PWD/.venv/bin/taskscope" /usr/local/bin/taskscope
+.venv/bin/python -c "import bcc" || { echo "install.sh: bcc does not import in .venv" >&2; exit 1; }
+echo "install.sh: ready; run: taskscope agent --help"

@@ -1,0 +1,76 @@
+"""Start-up, degraded probes, bad input and shutdown of the real agent."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.e2e.agent_process import REPO, Agent, value
+from tests.e2e.workloads import sh
+
+TRACEFS = "/sys/kernel/tracing"
+
+
+def bpf_program_ids():
+    return {p["id"] for p in json.loads(sh("bpftool", "prog", "show", "--json").stdout)}
+
+
+def tracefs_without(tmp_path, missing):
+    """A tracefs look-alike whose events/ lacks `missing` (category/event)."""
+    events = tmp_path / "tracefs" / "events"
+    for category in os.listdir(f"{TRACEFS}/events"):
+        src = f"{TRACEFS}/events/{category}"
+        if not os.path.isdir(src):
+            continue
+        (events / category).mkdir(parents=True)
+        for event in os.listdir(src):
+            if f"{category}/{event}" != missing:
+                os.symlink(f"{src}/{event}", events / category / event)
+    return events.parent
+
+
+def test_missing_tracepoint_disables_one_probe_and_shutdown_unloads_all(tmp_path):
+    fake = tracefs_without(tmp_path, "tcp/tcp_probe")
+    before = bpf_program_ids()
+    agent = Agent("--tracefs", str(fake), log_path=tmp_path / "agent.log")
+    try:
+        loaded = bpf_program_ids() - before
+        samples = agent.scrape()
+        assert value(samples, "taskscope_probe_up", probe="tcp_rtt") == 0
+        for probe in ("runqueue", "blockio", "tcp_connect", "tcp_bytes", "tcp_retransmit"):
+            assert value(samples, "taskscope_probe_up", probe=probe) == 1, probe
+        assert "probe tcp_rtt disabled: tracepoint tcp:tcp_probe not found" in agent.log()
+        # Still serving after the degraded start.
+        assert agent.get("/healthz")[0] == 200
+        assert loaded, "the agent loaded no BPF program"
+    finally:
+        code, seconds = agent.stop()
+    assert code == 0 and seconds < 2.0, (code, seconds)
+    assert not loaded & bpf_program_ids(), "BPF programs left loaded after SIGTERM"
+
+
+def test_openmetrics_when_asked(agent):
+    status, content_type, body = agent.get(
+        "/metrics", accept="application/openmetrics-text; version=1.0.0")
+    assert status == 200 and content_type.startswith("application/openmetrics-text")
+    assert body.rstrip().endswith("# EOF")
+
+
+def run_agent(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "agent", "agent", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_bad_config_names_file_and_key(tmp_path):
+    cfg = tmp_path / "taskscope.yaml"
+    cfg.write_text("listen: 127.0.0.1:9999\nmax_services: lots\n")
+    result = run_agent("--config", str(cfg))
+    assert result.returncode == 2
+    assert f"{cfg}: key 'max_services': expected a whole number" in result.stderr
+
+
+def test_unprivileged_start_names_missing_capabilities():
+    result = run_agent("--listen", "127.0.0.1:9999",
+                       preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+    assert result.returncode == 2
+    assert "needs CAP_BPF and CAP_PERFMON" in result.stderr, result.stderr

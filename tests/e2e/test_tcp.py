@@ -1,0 +1,110 @@
+"""TCP connects, bytes, RTT and retransmits across a veth pair into a netns."""
+
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.agent_process import value
+from tests.e2e.workloads import run_named, sh
+
+CONNECTS = 20
+PAYLOAD = 1000
+
+# Answers "ok" to every chunk that ends a line; drains everything else.
+SERVER = """
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(64)
+print("listening", flush=True)
+while True:
+    conn, _ = srv.accept()
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        if data.endswith(b"\\n"):
+            conn.sendall(b"ok\\n")
+    conn.close()
+"""
+
+
+@pytest.fixture
+def server(netns_pair):
+    procs = []
+
+    def start(port, service):
+        proc = run_named(service, SERVER, netns_pair["server_ip"], port,
+                         netns=netns_pair["ns"], wait=False, stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "listening"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_connects_and_bytes_counted_per_service(agent, netns_pair, server):
+    server(8080, "tcp-server")
+    before = agent.scrape()
+    run_named("tcp-client", f"""
+        import socket
+        for _ in range({CONNECTS}):
+            s = socket.create_connection(({netns_pair["server_ip"]!r}, 8080))
+            s.sendall(b"x" * {PAYLOAD - 1} + b"\\n")
+            assert s.recv(16) == b"ok\\n"
+            s.close()
+    """)
+    time.sleep(0.2)
+    after = agent.scrape()
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("taskscope_tcp_connect_latency_seconds_count", service="tcp-client") == CONNECTS
+    assert delta("taskscope_tcp_connect_latency_seconds_sum", service="tcp-client") > 0
+    assert delta("taskscope_tcp_connections_opened_total",
+                 service="tcp-client", direction="active") == CONNECTS
+    assert delta("taskscope_tcp_connections_opened_total",
+                 service="tcp-server", direction="passive") == CONNECTS
+    assert delta("taskscope_tcp_connections_closed_total", service="tcp-client") == CONNECTS
+    assert delta("taskscope_tcp_sent_bytes_total", service="tcp-client") == CONNECTS * PAYLOAD
+    assert delta("taskscope_tcp_received_bytes_total", service="tcp-server") == CONNECTS * PAYLOAD
+    assert delta("taskscope_tcp_received_bytes_total", service="tcp-client") == CONNECTS * 3
+    assert delta("taskscope_tcp_rtt_seconds_count", service="tcp-client") >= CONNECTS
+
+
+def test_dropped_peer_traffic_makes_retransmits_grow(agent, netns_pair, server):
+    ns, port = netns_pair["ns"], 8081
+    server(port, "rtx-server")
+    client = run_named("rtx-client", f"""
+        import socket, sys, time
+        s = socket.create_connection(({netns_pair["server_ip"]!r}, {port}))
+        s.settimeout(0.05)
+        print("connected", flush=True)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            try:
+                s.send(b"y" * 4096)
+            except socket.timeout:
+                pass
+    """, wait=False, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "connected"
+        time.sleep(0.5)
+        before = value(agent.scrape(), "taskscope_tcp_retransmits_total", service="rtx-client")
+        sh("ip", "netns", "exec", ns, "iptables", "-I", "INPUT", "-p", "tcp",
+           "--dport", str(port), "-j", "DROP")
+        time.sleep(2.5)
+        after = value(agent.scrape(), "taskscope_tcp_retransmits_total", service="rtx-client")
+    finally:
+        sh("ip", "netns", "exec", ns, "iptables", "-D", "INPUT", "-p", "tcp",
+           "--dport", str(port), "-j", "DROP", check=False)
+        client.kill()
+        client.wait()
+    # RTO backoff from 200 ms gives at least 3 retransmits in 2.5 s.
+    assert after - before >= 3, (before, after)

@@ -1,0 +1,49 @@
+"""Real processes for the end-to-end tests: named, pinned, namespaced."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+
+PYTHON = sys.executable
+
+
+def run_named(service, code, *args, cpu=None, netns=None, cgroup_procs=None, wait=True, **kw):
+    """Run Python `code` (with `args` as argv) as a process named `service`.
+
+    `service` becomes its OTEL_SERVICE_NAME (None: unnamed, found by cgroup
+    or comm).
+    `cpu` pins it (taskset), `netns` runs it in a network namespace, and
+    `cgroup_procs` moves it into a cgroup before it execs Python.
+    """
+    env = dict(os.environ)
+    env.pop("OTEL_SERVICE_NAME", None)
+    if service:
+        env["OTEL_SERVICE_NAME"] = service
+    cmd = [PYTHON, "-c", textwrap.dedent(code), *map(str, args)]
+    if cgroup_procs:
+        cmd = ["sh", "-c", f'echo $$ > {cgroup_procs} && exec "$0" "$@"', *cmd]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    if wait:
+        return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, **kw)
+    return subprocess.Popen(cmd, env=env, **kw)
+
+
+@contextlib.contextmanager
+def busy_loops(n, cpu):
+    """`n` CPU hogs pinned to `cpu`, killed on exit."""
+    procs = [run_named("busy-loop", "while True: pass", cpu=cpu, wait=False) for _ in range(n)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def sh(*cmd, check=True):
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)

@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import __version__, bpf_module, config, identity, probes, tracefs
+from agent import __version__, bpf_module, config, identity, listeners, probes, tracefs
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
@@ -70,6 +70,19 @@ def _probe_status(selection, failed):
     return status
 
 
+def seed_running_state(maps, cgroup_root):
+    """Tell the kernel about processes and listeners that predate the agent."""
+    maps.seed_identities(identity.running_processes())
+    if not maps.has("tcp_listeners"):
+        return
+    owners = {}
+    for port, pid in listeners.listening_ports().items():
+        who = identity.identify(pid)
+        if who:
+            owners[port] = (listeners.cgroup_id(pid, cgroup_root), *who)
+    maps.seed_listeners(owners)
+
+
 def run_agent(cfg):
     started = time.monotonic()
     bpf_module.check_privileges()
@@ -86,8 +99,9 @@ def run_agent(cfg):
                     name, ", ".join(absent), root)
     bpf, failed = bpf_module.load(selection)
     maps = KernelMaps(bpf, _probe_status(selection, failed))
-    maps.seed_identities(identity.running_processes())
-    resolver = ServiceResolver(maps.ident_name, CgroupPaths(find_cgroup2_mount()))
+    cgroup_root = find_cgroup2_mount()
+    seed_running_state(maps, cgroup_root)
+    resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root))
     server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services))
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()

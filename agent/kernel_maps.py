@@ -90,5 +90,15 @@ class KernelMaps:
                 break
         log.info("named %d running processes", len(processes))
 
+    def seed_listeners(self, owners):
+        """Record who listens on each port: {port: (cgroup id, kind, name bytes)}."""
+        table = self._bpf["tcp_listeners"]
+        for port, (cgroup, kind, name) in owners.items():
+            leaf = table.Leaf()
+            leaf.cgroup_id = cgroup
+            leaf.ident = ident_hash(kind, name)
+            table[table.Key(port)] = leaf
+        log.info("found %d TCP listeners already open", len(owners))
+
     def close(self):
         self._bpf.cleanup()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.e2e.agent_process import value
+from tests.e2e.agent_process import Agent, value
 from tests.e2e.workloads import run_named, sh
 
 CONNECTS = 20
@@ -108,3 +108,22 @@ def test_dropped_peer_traffic_makes_retransmits_grow(agent, netns_pair, server):
         client.wait()
     # RTO backoff from 200 ms gives at least 3 retransmits in 2.5 s.
     assert after - before >= 3, (before, after)
+
+
+def test_listener_opened_before_the_agent_is_charged_its_connections(netns_pair, server, tmp_path):
+    server(8082, "early-server")
+    late = Agent("--probes", "tcp", log_path=tmp_path / "agent.log")
+    try:
+        run_named("late-client", f"""
+            import socket
+            for _ in range(5):
+                s = socket.create_connection(({netns_pair["server_ip"]!r}, 8082))
+                s.sendall(b"hi\\n")
+                s.recv(16)
+                s.close()
+        """)
+        samples = late.scrape()
+    finally:
+        late.stop()
+    assert value(samples, "taskscope_tcp_connections_opened_total",
+                 service="early-server", direction="passive") == 5

@@ -1,0 +1,84 @@
+"""TCP listeners that were open before the agent started, and their owners.
+
+Passive connections are charged to the process listening on their port; the
+kernel learns listeners at listen(), so those opened earlier are found here,
+in every network namespace, from /proc.
+"""
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+TCP_LISTEN = "0A"
+
+
+def parse_proc_net_tcp(text):
+    """[(local port, socket inode)] of the LISTEN rows of /proc/net/tcp{,6}."""
+    out = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != TCP_LISTEN:
+            continue
+        try:
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            out.append((port, int(fields[9])))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def _socket_inodes(pid, proc):
+    inodes = set()
+    try:
+        for fd in os.listdir(f"{proc}/{pid}/fd"):
+            try:
+                target = os.readlink(f"{proc}/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return inodes
+
+
+def _pids(proc):
+    return [int(e) for e in os.listdir(proc) if e.isdigit()]
+
+
+def listening_ports(proc="/proc"):
+    """{port: pid} of every TCP listener, across network namespaces."""
+    pids = _pids(proc)
+    seen_netns, listeners = set(), {}
+    for pid in pids:
+        try:
+            netns = os.stat(f"{proc}/{pid}/ns/net").st_ino
+        except OSError:
+            continue
+        if netns in seen_netns:
+            continue
+        seen_netns.add(netns)
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(f"{proc}/{pid}/net/{name}") as f:
+                    listeners.update({inode: port for port, inode in parse_proc_net_tcp(f.read())})
+            except OSError:
+                continue
+    ports = {}
+    for pid in pids:
+        for inode in _socket_inodes(pid, proc) & listeners.keys():
+            ports.setdefault(listeners[inode], pid)
+    return ports
+
+
+def cgroup_id(pid, cgroup2_root, proc="/proc"):
+    """The v2 cgroup id of a process: the inode of its cgroup directory."""
+    try:
+        with open(f"{proc}/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return os.stat(cgroup2_root + line[3:].strip()).st_ino
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,44 @@
+from agent.histogram import BOUNDS_SECONDS, Log2Histogram
+
+
+def test_buckets_are_cumulative_in_seconds_with_fixed_bounds():
+    h = Log2Histogram()
+    h.add(12, 3, 3 * 5000)       # 4.1-8.2 us
+    h.add(20, 1, 1_500_000)      # 1.05-2.1 ms
+    buckets = h.buckets()
+    assert [le for le, _ in buckets[:-1]] == [repr(b) for b in BOUNDS_SECONDS]
+    assert buckets[-1] == ("+Inf", 4)
+    as_dict = dict(buckets)
+    assert as_dict[repr(2.0 ** 12 / 1e9)] == 0   # slot 12 lies above 4.096 us
+    assert as_dict[repr(2.0 ** 13 / 1e9)] == 3
+    assert as_dict[repr(2.0 ** 20 / 1e9)] == 3
+    assert as_dict[repr(2.0 ** 21 / 1e9)] == 4
+    counts = [c for _, c in buckets]
+    assert counts == sorted(counts)
+
+
+def test_slots_outside_the_range_fold_into_first_bucket_and_inf():
+    h = Log2Histogram()
+    h.add(0, 2, 0)
+    h.add(3, 1, 9)
+    h.add(40, 5, 5 << 40)
+    buckets = h.buckets()
+    assert buckets[0] == (repr(BOUNDS_SECONDS[0]), 3)
+    assert buckets[-2][1] == 3
+    assert buckets[-1] == ("+Inf", 8)
+
+
+def test_merging_entries_adds_counts_and_sums():
+    h = Log2Histogram()
+    h.add(15, 2, 100)
+    h.add(15, 3, 200)
+    assert h.slots == {15: 5} and h.sum_ns == 300 and h.count == 5
+
+
+def test_quantile_is_the_upper_bound_of_the_bucket_holding_it():
+    h = Log2Histogram()
+    h.add(10, 50, 0)
+    h.add(20, 50, 0)
+    assert h.quantile(0.5) == 2.0 ** 11 / 1e9
+    assert h.quantile(0.51) == 2.0 ** 21 / 1e9
+    assert Log2Histogram().quantile(0.5) is None

@@ -1,0 +1,31 @@
+import os
+import socket
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.listeners import listening_ports, parse_proc_net_tcp
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 20 4 30 10 -1
+"""
+
+
+def test_parse_keeps_listen_rows_only():
+    assert parse_proc_net_tcp(PROC_NET_TCP) == [(8080, 4242)]
+
+
+@given(st.text())
+def test_parse_never_raises_on_garbage(text):
+    for port, inode in parse_proc_net_tcp(text):
+        assert isinstance(port, int) and isinstance(inode, int)
+
+
+def test_finds_a_listener_of_this_process():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert listening_ports().get(port) == os.getpid()

@@ -74,12 +74,8 @@ def module_text(sources):
 
 
 def _compile(bcc, selection, probes):
-    defines = [d for d in selection.defines
-               if d.startswith("HAVE_") or any(p.define == d for p in probes)]
-    sources = list(dict.fromkeys(p.source for p in probes))
-    # identity.bpf.c cleans up after the others, so it is compiled last.
-    sources.sort(key=lambda s: s == "identity.bpf.c")
-    return bcc.BPF(text=module_text(sources), cflags=kernel_abi.cflags(defines))
+    return bcc.BPF(text=module_text(selection.sources(probes)),
+                   cflags=kernel_abi.cflags(selection.defines(probes)))
 
 
 def load(selection):

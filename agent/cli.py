@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import __version__, bpf_module, config, identity, listeners, probes, tracefs
+from agent import __version__, bpf_module, btf, config, identity, listeners, probes, tracefs
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
@@ -93,7 +93,7 @@ def run_agent(cfg):
     bpf_module.import_bcc()
     bpf_module.check_kernel_headers()
     root = tracefs.find_tracefs(cfg.tracefs or None)
-    selection = probes.select(cfg.probes, root)
+    selection = probes.select(cfg.probes, root, btf.load_vmlinux())
     for name, absent in selection.missing.items():
         log.warning("probe %s disabled: tracepoint %s not found in %s/events",
                     name, ", ".join(absent), root)

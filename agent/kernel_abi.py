@@ -46,6 +46,8 @@ MAX_SLOT = 40
 # (TASK_REPORT_MAX) flags a preemption, which leaves the task runnable.
 TASK_STATE_MASK = 0xFF
 MAX_ENV_SCAN = 128
+# tcp_probe fires on every received segment; RTT is sampled on 1 in this many.
+RTT_SAMPLE_EVERY = 8
 
 # Upper bounds of every BPF map, by the name of the -D flag that sizes it.
 MAP_SIZES = {
@@ -69,6 +71,7 @@ def cflags(defines=()):
         f"-DMAX_SLOT={MAX_SLOT}",
         f"-DTASK_STATE_MASK={TASK_STATE_MASK:#x}",
         f"-DMAX_ENV_SCAN={MAX_ENV_SCAN}",
+        f"-DRTT_SAMPLE_EVERY={RTT_SAMPLE_EVERY}",
         f"-DDROP_REASONS={len(Drop)}",
     ]
     flags += [f"-D{name}={size}" for name, size in MAP_SIZES.items()]

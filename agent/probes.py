@@ -5,9 +5,13 @@ and reported down; optional tracepoints become HAVE_<CATEGORY>_<EVENT>
 defines so the C can pick a fallback.
 """
 
+import logging
 from dataclasses import dataclass, field
 
+from agent.btf import BTFError
 from agent.tracefs import tracepoint_exists
+
+log = logging.getLogger(__name__)
 
 GROUPS = ("sched", "blockio", "tcp")
 
@@ -20,6 +24,10 @@ class Probe:
     required: tuple = ()
     optional: tuple = ()
     define: str = ""
+    # Raw-tracepoint variant: (event, parameter types) its C expects, and the
+    # struct fields it reads: (define, struct, member path, size in bytes).
+    raw_events: tuple = ()
+    fields: tuple = ()
 
 
 CATALOGUE = (
@@ -41,11 +49,19 @@ CATALOGUE = (
     # RTT samples arrive in softirq context: without the socket owners that
     # inet_sock_set_state records, they could not be attributed.
     Probe("tcp_rtt", "tcp", "tcp.bpf.c",
-          required=("sock:inet_sock_set_state", "tcp:tcp_probe"), define="TCP_RTT"),
+          required=("sock:inet_sock_set_state", "tcp:tcp_probe"), define="TCP_RTT",
+          raw_events=(("tcp_probe", ("struct sock *", "struct sk_buff *")),),
+          fields=(("TCP_SRTT_US_OFFSET", "tcp_sock", "srtt_us", 4),)),
     Probe("tcp_retransmit", "tcp", "tcp.bpf.c",
           required=("tcp:tcp_retransmit_skb",), define="TCP_RETRANSMIT"),
+    # Every send and receive on every socket: the raw variant skips the
+    # formatting of tracepoint fields, which costs more than the probe.
     Probe("tcp_bytes", "tcp", "tcp.bpf.c",
-          required=("sock:sock_send_length", "sock:sock_recv_length"), define="TCP_BYTES"),
+          required=("sock:sock_send_length", "sock:sock_recv_length"), define="TCP_BYTES",
+          raw_events=(("sock_send_length", ("struct sock *", "int", "int")),
+                      ("sock_recv_length", ("struct sock *", "int", "int"))),
+          fields=(("SK_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),
+                  ("SK_PROTOCOL_OFFSET", "sock", "sk_protocol", 2))),
 )
 
 
@@ -55,19 +71,51 @@ class Selection:
 
     enabled: list = field(default_factory=list)
     missing: dict = field(default_factory=dict)  # probe name -> missing tracepoints
-    defines: list = field(default_factory=list)
+    probe_defines: dict = field(default_factory=dict)  # probe name -> -D flags
 
-    def sources(self):
-        """C files to compile, each once, in catalogue order."""
-        return list(dict.fromkeys(p.source for p in self.enabled))
+    def defines(self, probes=None):
+        """-D flags of `probes` (default: every enabled probe), each once."""
+        probes = self.enabled if probes is None else probes
+        return list(dict.fromkeys(d for p in probes for d in self.probe_defines[p.name]))
+
+    def sources(self, probes=None):
+        """C files of `probes`, each once, identity (which cleans up after the
+        others) last."""
+        probes = self.enabled if probes is None else probes
+        sources = list(dict.fromkeys(p.source for p in probes))
+        return sorted(sources, key=lambda s: s == "identity.bpf.c")
 
 
 def _have_define(tracepoint):
     return "HAVE_" + tracepoint.replace(":", "_").upper()
 
 
-def select(groups, tracefs_root):
-    """Pick the probes of `groups` whose tracepoints the kernel has."""
+def raw_defines(probe, btf):
+    """-D flags for the raw variant of `probe`, or [] when BTF cannot vouch for it."""
+    if not probe.raw_events or btf is None:
+        return []
+    try:
+        for event, params in probe.raw_events:
+            found = tuple(btf.raw_tracepoint_params(event))
+            if found != params:
+                raise BTFError(f"{event} takes ({', '.join(found)}), expected ({', '.join(params)})")
+        defines = [f"{probe.define}_RAW"]
+        for define, struct_name, path, size in probe.fields:
+            offset, found_size = btf.member(struct_name, path)
+            if found_size != size:
+                raise BTFError(f"{struct_name}.{path} is {found_size} bytes, expected {size}")
+            defines.append(f"{define}={offset}")
+        return defines
+    except BTFError as exc:
+        log.info("probe %s uses its classic tracepoints: %s", probe.name, exc)
+        return []
+
+
+def select(groups, tracefs_root, btf=None):
+    """Pick the probes of `groups` whose tracepoints the kernel has.
+
+    With the kernel's BTF, probes that have a raw-tracepoint variant use it.
+    """
     selection = Selection()
     wanted = [p for p in CATALOGUE if p.group == "core" or p.group in groups]
     for probe in wanted:
@@ -76,10 +124,9 @@ def select(groups, tracefs_root):
             selection.missing[probe.name] = absent
             continue
         selection.enabled.append(probe)
-        if probe.define:
-            selection.defines.append(probe.define)
-        selection.defines += [
-            _have_define(tp) for tp in probe.optional if tracepoint_exists(tracefs_root, tp)
-        ]
-    selection.defines = list(dict.fromkeys(selection.defines))
+        defines = [probe.define] if probe.define else []
+        defines += raw_defines(probe, btf)
+        defines += [_have_define(tp) for tp in probe.optional
+                    if tracepoint_exists(tracefs_root, tp)]
+        selection.probe_defines[probe.name] = defines
     return selection

@@ -20,6 +20,7 @@
 struct tcp_sock_info {
 	struct owner owner;
 	u64 connect_start_ns;
+	u64 segments;
 };
 
 struct tcp_hist_key {
@@ -126,17 +127,37 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #endif
 
 #ifdef TCP_RTT
-TRACEPOINT_PROBE(tcp, tcp_probe)
+/* One RTT sample every RTT_SAMPLE_EVERY received segments of a connection,
+ * the first included: srtt is already a moving average, and this runs on
+ * every segment. */
+static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
 {
-	struct owner *o = tcp_owner_of(args->skaddr);
-	if (!o || !args->srtt)
-		return 0;
-	u64 ns = (u64)args->srtt * 1000;
-	struct tcp_hist_key key = {.owner = *o, .slot = log2_slot(ns)};
+	u64 key = (u64)sk;
+	struct tcp_sock_info *info = tcp_sockets.lookup(&key);
+	if (!info || (info->segments++ % RTT_SAMPLE_EVERY) || !srtt_us)
+		return;
+	u64 ns = (u64)srtt_us * 1000;
+	struct tcp_hist_key hk = {.owner = info->owner, .slot = log2_slot(ns)};
 	struct hist_value zero = {};
-	hist_add(tcp_rtt.lookup_or_try_init(&key, &zero), ns, DROP_TCP_RTT);
+	hist_add(tcp_rtt.lookup_or_try_init(&hk, &zero), ns, DROP_TCP_RTT);
+}
+
+#ifdef TCP_RTT_RAW
+RAW_TRACEPOINT_PROBE(tcp_probe)
+{
+	const void *sk = (const void *)ctx->args[0];
+	u32 srtt8 = 0;  /* tcp_sock.srtt_us holds the smoothed RTT << 3 */
+	bpf_probe_read_kernel(&srtt8, sizeof(srtt8), sk + TCP_SRTT_US_OFFSET);
+	tcp_rtt_sample(sk, srtt8 >> 3);
 	return 0;
 }
+#else
+TRACEPOINT_PROBE(tcp, tcp_probe)
+{
+	tcp_rtt_sample(args->skaddr, args->srtt);
+	return 0;
+}
+#endif
 #endif
 
 #ifdef TCP_RETRANSMIT
@@ -169,6 +190,29 @@ static __always_inline void tcp_count_bytes(u16 family, u16 protocol, int ret, i
 		__sync_fetch_and_add(&c->received_bytes, ret);
 }
 
+#ifdef TCP_BYTES_RAW
+static __always_inline void tcp_count_sk_bytes(const void *sk, int ret, int sent)
+{
+	if (ret <= 0)
+		return;
+	u16 family = 0, protocol = 0;
+	bpf_probe_read_kernel(&family, sizeof(family), sk + SK_FAMILY_OFFSET);
+	bpf_probe_read_kernel(&protocol, sizeof(protocol), sk + SK_PROTOCOL_OFFSET);
+	tcp_count_bytes(family, protocol, ret, sent);
+}
+
+RAW_TRACEPOINT_PROBE(sock_send_length)
+{
+	tcp_count_sk_bytes((const void *)ctx->args[0], (int)ctx->args[1], 1);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sock_recv_length)
+{
+	tcp_count_sk_bytes((const void *)ctx->args[0], (int)ctx->args[1], 0);
+	return 0;
+}
+#else
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
 	tcp_count_bytes(args->family, args->protocol, args->ret, 1);
@@ -180,4 +224,5 @@ TRACEPOINT_PROBE(sock, sock_recv_length)
 	tcp_count_bytes(args->family, args->protocol, args->ret, 0);
 	return 0;
 }
+#endif
 #endif

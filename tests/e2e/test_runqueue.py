@@ -6,15 +6,16 @@ from tests.e2e.agent_process import histogram_delta, quantile
 from tests.e2e.workloads import busy_loops, run_named
 
 FAMILY = "taskscope_runqueue_latency_seconds"
-# 500 rounds of 1 ms of work and 0.5 ms of sleep.  The work matters: a task
-# that only sleeps keeps its lag under EEVDF and preempts the busy loops the
-# moment it wakes, so it would hardly ever wait.
-ROUNDS = 500
+# 300 rounds of 0.5 ms of work and 0.5 ms of sleep, at nice 10 alone and next to
+# busy loops.  Both matter: under EEVDF a task that mostly sleeps, at the busy
+# loops' priority, often preempts them the moment it wakes and waits for
+# nothing; the median of its waits then flips between runs.
+ROUNDS = 300
 WORKER = f"""
 import time
 for _ in range({ROUNDS}):
     start = time.perf_counter()
-    while time.perf_counter() - start < 0.001:
+    while time.perf_counter() - start < 0.0005:
         pass
     time.sleep(0.0005)
 """
@@ -24,7 +25,7 @@ def _p50(agent, service, cpu, hogs):
     before = agent.scrape()
     with busy_loops(hogs, cpu):
         time.sleep(0.2)
-        run_named(service, WORKER, cpu=cpu)
+        run_named(service, WORKER, cpu=cpu, nice=10)
     after = agent.scrape()
     delta = histogram_delta(before, after, FAMILY, service=service)
     total = max(delta.values(), default=0)

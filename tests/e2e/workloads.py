@@ -9,12 +9,13 @@ import textwrap
 PYTHON = sys.executable
 
 
-def run_named(service, code, *args, cpu=None, netns=None, cgroup_procs=None, wait=True, **kw):
+def run_named(service, code, *args, cpu=None, nice=None, netns=None, cgroup_procs=None, wait=True,
+              **kw):
     """Run Python `code` (with `args` as argv) as a process named `service`.
 
     `service` becomes its OTEL_SERVICE_NAME (None: unnamed, found by cgroup
     or comm).
-    `cpu` pins it (taskset), `netns` runs it in a network namespace, and
+    `cpu` pins it (taskset), `nice` lowers its priority, `netns` runs it in a network namespace, and
     `cgroup_procs` moves it into a cgroup before it execs Python.
     """
     env = dict(os.environ)
@@ -26,6 +27,8 @@ def run_named(service, code, *args, cpu=None, netns=None, cgroup_procs=None, wai
         cmd = ["sh", "-c", f'echo $$ > {cgroup_procs} && exec "$0" "$@"', *cmd]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
+    if nice is not None:
+        cmd = ["nice", "-n", str(nice), *cmd]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     if wait:

@@ -16,19 +16,19 @@ def test_everything_present_selects_every_probe_once(tmp_path):
     sel = select(("sched", "blockio", "tcp"), fake_tracefs(tmp_path, ALL))
     assert [p.name for p in sel.enabled] == [p.name for p in CATALOGUE]
     assert sel.missing == {}
-    assert sel.sources() == ["identity.bpf.c", "runqueue.bpf.c", "blockio.bpf.c", "tcp.bpf.c"]
-    assert "HAVE_BLOCK_BLOCK_IO_START" in sel.defines and "TCP_RTT" in sel.defines
+    assert sel.sources() == ["runqueue.bpf.c", "blockio.bpf.c", "tcp.bpf.c", "identity.bpf.c"]
+    assert "HAVE_BLOCK_BLOCK_IO_START" in sel.defines() and "TCP_RTT" in sel.defines()
 
 
 def test_a_missing_tracepoint_disables_only_its_probes(tmp_path):
     sel = select(("sched", "tcp"), fake_tracefs(tmp_path, ALL - {"tcp:tcp_probe"}))
     assert sel.missing == {"tcp_rtt": ["tcp:tcp_probe"]}
-    assert "TCP_RTT" not in sel.defines and "TCP_CONNECT" in sel.defines
+    assert "TCP_RTT" not in sel.defines() and "TCP_CONNECT" in sel.defines()
     assert "blockio" not in [p.name for p in sel.enabled]
 
 
 def test_missing_optional_tracepoint_leaves_the_fallback(tmp_path):
     sel = select(("blockio",), fake_tracefs(tmp_path, ALL - {"block:block_io_start"}))
     assert "blockio" in [p.name for p in sel.enabled]
-    assert "HAVE_BLOCK_BLOCK_RQ_INSERT" in sel.defines
-    assert "HAVE_BLOCK_BLOCK_IO_START" not in sel.defines
+    assert "HAVE_BLOCK_BLOCK_RQ_INSERT" in sel.defines()
+    assert "HAVE_BLOCK_BLOCK_IO_START" not in sel.defines()

@@ -18,12 +18,13 @@ class Drop(enum.IntEnum):
     """Why a sample or an entry was lost (index into the `drops` map)."""
 
     IDENT_NAMES = 0
-    RUNQUEUE_ENQUEUED = 1
+    PID_OUT_OF_RANGE = 1
     RUNQUEUE_LATENCY = 2
     BLOCKIO_LATENCY = 3
     TCP_STATS = 4
     TCP_CONNECT_LATENCY = 5
     TCP_RTT = 6
+    COUNTER_SLOTS = 7
 
 
 class BlockOp(enum.IntEnum):
@@ -46,14 +47,14 @@ MAX_SLOT = 40
 # (TASK_REPORT_MAX) flags a preemption, which leaves the task runnable.
 TASK_STATE_MASK = 0xFF
 MAX_ENV_SCAN = 128
-# tcp_probe fires on every received segment; RTT is sampled on 1 in this many.
+# tcp_probe fires on every received segment; RTT is sampled on 1 in this
+# many per CPU.
 RTT_SAMPLE_EVERY = 8
 
 # Upper bounds of every BPF map, by the name of the -D flag that sizes it.
 MAP_SIZES = {
-    "MAX_PROCESSES": 65536,
     "MAX_IDENTITIES": 8192,
-    "RUNQUEUE_MAX_THREADS": 65536,
+    "MAX_COUNTER_SLOTS": 16384,
     "RUNQUEUE_HIST_ENTRIES": 32768,
     "BLOCKIO_MAX_INFLIGHT": 16384,
     "BLOCKIO_HIST_ENTRIES": 32768,
@@ -64,9 +65,24 @@ MAP_SIZES = {
 }
 
 
-def cflags(defines=()):
+# Arrays indexed by pid have pid_max slots, up to this many (4 MiB pids: the
+# kernel's own limit on 64-bit).
+MAX_PID_SLOTS = 1 << 22
+
+
+def pid_slots(path="/proc/sys/kernel/pid_max"):
+    try:
+        with open(path) as f:
+            return min(int(f.read()), MAX_PID_SLOTS)
+    except (OSError, ValueError):
+        return MAX_PID_SLOTS
+
+
+def cflags(defines=(), pid_max_slots=None):
     """The -D flags every probe is compiled with, plus probe-specific ones."""
     flags = [
+        "-Werror=implicit-function-declaration",
+        f"-DPID_SLOTS={pid_max_slots or pid_slots()}",
         f"-DSERVICE_NAME_LEN={SERVICE_NAME_LEN}",
         f"-DMAX_SLOT={MAX_SLOT}",
         f"-DTASK_STATE_MASK={TASK_STATE_MASK:#x}",

@@ -17,10 +17,15 @@ EXPORTED_MAPS = {
     "runqueue_latency": "RUNQUEUE_HIST_ENTRIES",
     "blockio_latency": "BLOCKIO_HIST_ENTRIES",
     "tcp_stats": "TCP_STATS_ENTRIES",
+    "counter_slot_owners": "MAX_COUNTER_SLOTS",
     "tcp_connect_latency": "TCP_HIST_ENTRIES",
     "tcp_rtt": "TCP_HIST_ENTRIES",
     "ident_names": "MAX_IDENTITIES",
 }
+
+
+def _plain(value):
+    return value.value if isinstance(value, ctypes._SimpleCData) else value
 
 
 class KernelMaps:
@@ -48,12 +53,29 @@ class KernelMaps:
         except Exception:  # BCC raises plain Exception where batching is unsupported
             rows = list(table.items())
         self._sizes[map_name] = len(rows)
-        return rows
+        # Batched reads give plain ints for scalar keys, items() ctypes scalars.
+        return [(_plain(k), _plain(v)) for k, v in rows]
 
     def entries(self):
         """{map: (entries at the last read, capacity)} for the maps read so far."""
         return {m: (n, MAP_SIZES[EXPORTED_MAPS[m]]) for m, n in self._sizes.items()
                 if m in EXPORTED_MAPS}
+
+    def tcp_bytes(self):
+        """[(owner, sent, received)] summed over CPUs, one row per counter slot.
+
+        Slot 0 collects bytes of owners that found no free slot; it is
+        reported with the all-zero owner, i.e. as service "unknown".
+        """
+        owners, table = self._bpf["counter_slot_owners"], self._bpf["tcp_bytes"]
+        rows = [(owner, slot) for slot, owner in self.rows("counter_slot_owners")]
+        rows.append((owners.Leaf(), 0))
+        out = []
+        for owner, slot in rows:
+            per_cpu = table[table.Key(slot)]
+            out.append((owner, sum(c.sent_bytes for c in per_cpu),
+                        sum(c.received_bytes for c in per_cpu)))
+        return out
 
     def drops(self):
         table = self._bpf["drops"]
@@ -76,18 +98,19 @@ class KernelMaps:
 
     def seed_identities(self, processes):
         """Name processes that predate the agent: [(tgid, kind, name bytes)]."""
-        identities, names = self._bpf["identities"], self._bpf["ident_names"]
+        table, names = self._bpf["processes"], self._bpf["ident_names"]
         for tgid, kind, name in processes:
             ident = ident_hash(kind, name)
             leaf = names.Leaf()
             leaf.kind = kind
             leaf.name = name
+            process = table.Leaf()
+            process.ident = ident
             try:
                 names[names.Key(ident)] = leaf
-                identities[identities.Key(tgid)] = identities.Leaf(ident)
-            except Exception as exc:  # map full: counted by the kernel side too
+                table[table.Key(tgid)] = process
+            except Exception as exc:  # a full map or a pid beyond PID_SLOTS
                 log.warning("cannot seed identity of pid %d: %s", tgid, exc)
-                break
         log.info("named %d running processes", len(processes))
 
     def seed_listeners(self, owners):

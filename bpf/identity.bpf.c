@@ -79,24 +79,17 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 /* A forked child inherits its parent's environment, so its identity too.
  * The tracepoint cannot tell a new thread from a new process; a thread's
- * entry is never looked up and is removed when the thread exits. */
+ * slot is never read unless its id comes back as a process, which forks
+ * first and so overwrites it. */
 #ifdef HAVE_SCHED_SCHED_PROCESS_FORK
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-	u64 ident = current_ident();
-	u32 child = args->child_pid;
-	identities.update(&child, &ident);
-	return 0;
-}
-#endif
-
-#ifdef HAVE_SCHED_SCHED_PROCESS_EXIT
-TRACEPOINT_PROBE(sched, sched_process_exit)
-{
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tid = id, tgid = id >> 32;
-	if (tid != tgid)
-		identities.delete(&tid);
+	u32 parent_tgid = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
+	current_ident();  /* make sure the parent is known */
+	struct process *parent = processes.lookup(&parent_tgid);
+	struct process *p = processes.lookup(&child);
+	if (parent && p)
+		*p = *parent;
 	return 0;
 }
 #endif

@@ -18,14 +18,23 @@ struct rq_parked {
 	u64 wait_ns;
 };
 
-BPF_HASH(runqueue_enqueued, u32, u64, RUNQUEUE_MAX_THREADS);
+/* tid -> when it became runnable, in 1.024 us ticks (0: not queued).  An
+ * array indexed by tid rather than a hash: sched_wakeup and sched_switch are
+ * among the hottest tracepoints, and a hash update costs ~200 ns here.  u32
+ * ticks wrap after 73 minutes, longer than any wait worth measuring. */
+BPF_ARRAY(runqueue_enqueued, u32, PID_SLOTS);
 BPF_PERCPU_ARRAY(runqueue_parked, struct rq_parked, 1);
 BPF_HASH(runqueue_latency, struct rq_hist_key, struct hist_value, RUNQUEUE_HIST_ENTRIES);
 
+#define TICK_SHIFT 10
+
 static __always_inline void runqueue_enqueue(u32 tid, u64 now)
 {
-	if (tid && runqueue_enqueued.update(&tid, &now))
-		count_drop(DROP_RUNQUEUE_ENQUEUED);
+	u32 *slot = runqueue_enqueued.lookup(&tid);
+	if (slot && tid)
+		*slot = (u32)(now >> TICK_SHIFT) | 1;
+	else if (tid)
+		count_drop(DROP_PID_OUT_OF_RANGE);
 }
 
 TRACEPOINT_PROBE(sched, sched_wakeup)
@@ -66,11 +75,11 @@ TRACEPOINT_PROBE(sched, sched_switch)
 
 	if (!next)
 		return 0;
-	u64 *enqueued = runqueue_enqueued.lookup(&next);
-	if (!enqueued)
+	u32 *enqueued = runqueue_enqueued.lookup(&next);
+	if (!enqueued || !*enqueued)
 		return 0;
-	parked->wait_ns = now - *enqueued;
+	parked->wait_ns = (u64)((u32)(now >> TICK_SHIFT) - *enqueued) << TICK_SHIFT;
 	parked->tid = next;
-	runqueue_enqueued.delete(&next);
+	*enqueued = 0;
 	return 0;
 }

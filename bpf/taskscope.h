@@ -26,8 +26,18 @@ struct hist_value {
 };
 
 BPF_PERCPU_ARRAY(drops, u64, DROP_REASONS);
-/* tgid -> identity; LRU because nothing reliably deletes exited processes. */
-BPF_TABLE("lru_hash", u32, u64, identities, MAX_PROCESSES);
+/* What the kernel side knows of a process. */
+struct process {
+	u64 ident;         /* 0: not known yet */
+	u32 counter_slot;  /* 1 + its owner's index in per-CPU counter arrays; 0: none yet */
+	u32 pad;
+};
+
+/* tgid -> process.  An array indexed by pid: a load is a few instructions
+ * where a hash update costs hundreds of nanoseconds, and a recycled pid is
+ * overwritten at fork.  PID_SLOTS is the kernel's pid_max (capped); a larger
+ * pid is counted as a drop and named by comm each time. */
+BPF_ARRAY(processes, struct process, PID_SLOTS);
 /* identity -> its name; shared by every process of a service, so small. */
 BPF_HASH(ident_names, u64, struct ident_name, MAX_IDENTITIES);
 
@@ -66,12 +76,23 @@ static __always_inline u64 ident_hash(const struct ident_name *n)
 	return h;
 }
 
+static __always_inline void set_identity(u32 tgid, u64 ident)
+{
+	struct process *p = processes.lookup(&tgid);
+	if (!p) {
+		count_drop(DROP_PID_OUT_OF_RANGE);
+		return;
+	}
+	p->ident = ident;
+	p->counter_slot = 0;
+}
+
 static __always_inline u64 remember_identity(u32 tgid, struct ident_name *n)
 {
 	u64 ident = ident_hash(n);
 	if (ident_names.insert(&ident, n) && !ident_names.lookup(&ident))
 		count_drop(DROP_IDENT_NAMES);
-	identities.update(&tgid, &ident);
+	set_identity(tgid, ident);
 	return ident;
 }
 
@@ -80,9 +101,9 @@ static __always_inline u64 remember_identity(u32 tgid, struct ident_name *n)
 static __always_inline u64 current_ident(void)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	u64 *ident = identities.lookup(&tgid);
-	if (ident)
-		return *ident;
+	struct process *p = processes.lookup(&tgid);
+	if (p && p->ident)
+		return p->ident;
 	struct ident_name n = {.kind = IDENT_KIND_COMM};
 	bpf_get_current_comm(&n.name, sizeof(n.name));
 	return remember_identity(tgid, &n);
@@ -104,6 +125,48 @@ static __always_inline void hist_add(struct hist_value *hv, u64 value_ns, u32 dr
 	}
 	__sync_fetch_and_add(&hv->count, 1);
 	__sync_fetch_and_add(&hv->sum_ns, value_ns);
+}
+
+/* Counters bumped on every send and receive live in per-CPU arrays indexed
+ * by a small per-owner slot, cached in the process entry: the hot path is
+ * then two array loads and an add, no hash, no atomic.  A slot is claimed on
+ * the process's first event after exec (fork inherits it) by inserting into
+ * counter_slot_owners, whose insert is atomic; slots are never reused, and
+ * index 0 collects what comes after they run out.  A process moved to
+ * another cgroup without exec keeps its slot until it execs. */
+BPF_HASH(counter_slot_owners, u32, struct owner, MAX_COUNTER_SLOTS);
+
+#define SLOT_PROBES 8
+
+static __always_inline u32 claim_counter_slot(struct owner *o)
+{
+	u32 h = (u32)(o->ident ^ (o->ident >> 32) ^ (o->cgroup_id * 0x9E3779B1));
+#pragma unroll
+	for (int i = 0; i < SLOT_PROBES; i++) {
+		u32 slot = 1 + (h + i) % (MAX_COUNTER_SLOTS - 1);
+		if (!counter_slot_owners.insert(&slot, o))
+			return slot;
+		struct owner *holder = counter_slot_owners.lookup(&slot);
+		if (holder && holder->cgroup_id == o->cgroup_id && holder->ident == o->ident)
+			return slot;
+	}
+	count_drop(DROP_COUNTER_SLOTS);
+	return 0;
+}
+
+static __always_inline u32 counter_slot_of_current(void)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct process *p = processes.lookup(&tgid);
+	if (p && p->counter_slot)
+		return p->counter_slot - 1;
+	struct owner o;
+	current_owner(&o);
+	u32 slot = claim_counter_slot(&o);
+	p = processes.lookup(&tgid);
+	if (p && slot)
+		p->counter_slot = slot + 1;
+	return slot;
 }
 
 #endif

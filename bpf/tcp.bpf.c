@@ -20,7 +20,6 @@
 struct tcp_sock_info {
 	struct owner owner;
 	u64 connect_start_ns;
-	u64 segments;
 };
 
 struct tcp_hist_key {
@@ -35,6 +34,9 @@ struct tcp_counters {
 	u64 closed;
 	u64 connect_failed;
 	u64 retransmits;
+};
+
+struct tcp_bytes {
 	u64 sent_bytes;
 	u64 received_bytes;
 };
@@ -44,6 +46,8 @@ struct tcp_counters {
 BPF_TABLE("lru_hash", u64, struct tcp_sock_info, tcp_sockets, TCP_MAX_SOCKETS);
 BPF_TABLE("lru_hash", u16, struct owner, tcp_listeners, TCP_MAX_LISTENERS);
 BPF_HASH(tcp_stats, struct owner, struct tcp_counters, TCP_STATS_ENTRIES);
+/* counter slot (see taskscope.h) -> bytes, per CPU. */
+BPF_PERCPU_ARRAY(tcp_bytes, struct tcp_bytes, MAX_COUNTER_SLOTS);
 BPF_HASH(tcp_connect_latency, struct tcp_hist_key, struct hist_value, TCP_HIST_ENTRIES);
 BPF_HASH(tcp_rtt, struct tcp_hist_key, struct hist_value, TCP_HIST_ENTRIES);
 
@@ -127,14 +131,30 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #endif
 
 #ifdef TCP_RTT
-/* One RTT sample every RTT_SAMPLE_EVERY received segments of a connection,
- * the first included: srtt is already a moving average, and this runs on
- * every segment. */
+/* tcp_probe runs on every received segment; srtt is already a moving
+ * average, so one segment in RTT_SAMPLE_EVERY per CPU is sampled, and the
+ * socket lookup is paid only for those. */
+BPF_PERCPU_ARRAY(tcp_rtt_countdown, u32, 1);
+
+static __always_inline int tcp_rtt_skip(void)
+{
+	u32 zero = 0;
+	u32 *n = tcp_rtt_countdown.lookup(&zero);
+	if (!n)
+		return 1;
+	if (*n) {
+		(*n)--;
+		return 1;
+	}
+	*n = RTT_SAMPLE_EVERY - 1;
+	return 0;
+}
+
 static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
 {
 	u64 key = (u64)sk;
 	struct tcp_sock_info *info = tcp_sockets.lookup(&key);
-	if (!info || (info->segments++ % RTT_SAMPLE_EVERY) || !srtt_us)
+	if (!info || !srtt_us)
 		return;
 	u64 ns = (u64)srtt_us * 1000;
 	struct tcp_hist_key hk = {.owner = info->owner, .slot = log2_slot(ns)};
@@ -145,6 +165,8 @@ static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
 #ifdef TCP_RTT_RAW
 RAW_TRACEPOINT_PROBE(tcp_probe)
 {
+	if (tcp_rtt_skip())
+		return 0;
 	const void *sk = (const void *)ctx->args[0];
 	u32 srtt8 = 0;  /* tcp_sock.srtt_us holds the smoothed RTT << 3 */
 	bpf_probe_read_kernel(&srtt8, sizeof(srtt8), sk + TCP_SRTT_US_OFFSET);
@@ -154,6 +176,8 @@ RAW_TRACEPOINT_PROBE(tcp_probe)
 #else
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
+	if (tcp_rtt_skip())
+		return 0;
 	tcp_rtt_sample(args->skaddr, args->srtt);
 	return 0;
 }
@@ -173,46 +197,21 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 #endif
 
 #ifdef TCP_BYTES
-/* The hottest hooks of all: every send and receive on every socket.  Keep
- * them to a filter, the owner lookup and one atomic add. */
+/* The hottest hooks of all: every send and receive on every socket. */
 static __always_inline void tcp_count_bytes(u16 family, u16 protocol, int ret, int sent)
 {
 	if (ret <= 0 || protocol != IPPROTO_TCP_ || (family != AF_INET_ && family != AF_INET6_))
 		return;
-	struct owner o;
-	current_owner(&o);
-	struct tcp_counters *c = tcp_counters_of(&o);
-	if (!c)
+	u32 slot = counter_slot_of_current();
+	struct tcp_bytes *b = tcp_bytes.lookup(&slot);
+	if (!b)
 		return;
 	if (sent)
-		__sync_fetch_and_add(&c->sent_bytes, ret);
+		b->sent_bytes += ret;
 	else
-		__sync_fetch_and_add(&c->received_bytes, ret);
+		b->received_bytes += ret;
 }
 
-#ifdef TCP_BYTES_RAW
-static __always_inline void tcp_count_sk_bytes(const void *sk, int ret, int sent)
-{
-	if (ret <= 0)
-		return;
-	u16 family = 0, protocol = 0;
-	bpf_probe_read_kernel(&family, sizeof(family), sk + SK_FAMILY_OFFSET);
-	bpf_probe_read_kernel(&protocol, sizeof(protocol), sk + SK_PROTOCOL_OFFSET);
-	tcp_count_bytes(family, protocol, ret, sent);
-}
-
-RAW_TRACEPOINT_PROBE(sock_send_length)
-{
-	tcp_count_sk_bytes((const void *)ctx->args[0], (int)ctx->args[1], 1);
-	return 0;
-}
-
-RAW_TRACEPOINT_PROBE(sock_recv_length)
-{
-	tcp_count_sk_bytes((const void *)ctx->args[0], (int)ctx->args[1], 0);
-	return 0;
-}
-#else
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
 	tcp_count_bytes(args->family, args->protocol, args->ret, 1);
@@ -224,5 +223,4 @@ TRACEPOINT_PROBE(sock, sock_recv_length)
 	tcp_count_bytes(args->family, args->protocol, args->ret, 0);
 	return 0;
 }
-#endif
 #endif

@@ -65,10 +65,12 @@ TCP_COUNTERS = {
         "TCP connects that never got established, by service.", [("connect_failed", {})]),
     "taskscope_tcp_retransmits": (
         "TCP segments retransmitted, by service.", [("retransmits", {})]),
-    "taskscope_tcp_sent_bytes": (
-        "Bytes sent on TCP sockets, by service.", [("sent_bytes", {})]),
-    "taskscope_tcp_received_bytes": (
-        "Bytes received on TCP sockets, by service.", [("received_bytes", {})]),
+}
+# Byte counters come from per-CPU arrays: family -> (help, column of
+# KernelMaps.tcp_bytes()).
+TCP_BYTES = {
+    "taskscope_tcp_sent_bytes": ("Bytes sent on TCP sockets, by service.", 1),
+    "taskscope_tcp_received_bytes": ("Bytes received on TCP sockets, by service.", 2),
 }
 
 
@@ -124,6 +126,20 @@ class TaskscopeCollector:
                 metric.add_metric(list(labels), value)
             yield metric
 
+    def _tcp_bytes(self):
+        if not self._maps.has("tcp_bytes"):
+            return
+        rows = self._maps.tcp_bytes()
+        for family, (help_text, column) in TCP_BYTES.items():
+            sums = {}
+            for row in rows:
+                service = self._service(family, row[0])
+                sums[service] = sums.get(service, 0) + row[column]
+            metric = CounterMetricFamily(family, help_text, labels=["service"])
+            for service, value in sorted(sums.items()):
+                metric.add_metric([service], value)
+            yield metric
+
     def _self_metrics(self):
         up = GaugeMetricFamily("taskscope_probe_up",
                                "1 when the probe is loaded and attached, 0 when it is not.",
@@ -167,6 +183,7 @@ class TaskscopeCollector:
         try:
             yield from self._histograms()
             yield from self._tcp_counters()
+            yield from self._tcp_bytes()
         except Exception:  # the scrape path never raises into the HTTP server
             log.exception("reading the kernel maps failed; this scrape is partial")
         self._last_duration = time.monotonic() - started

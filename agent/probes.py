@@ -24,8 +24,9 @@ class Probe:
     required: tuple = ()
     optional: tuple = ()
     define: str = ""
-    # Raw-tracepoint variant: (event, parameter types) its C expects, and the
-    # struct fields it reads: (define, struct, member path, size in bytes).
+    # BTF variant, compiled with <define>_BTF where the kernel's BTF vouches
+    # for it: raw tracepoints (event, parameter types its C expects) and the
+    # struct fields it reads (define, struct, member path, size in bytes).
     raw_events: tuple = ()
     fields: tuple = ()
 
@@ -37,6 +38,10 @@ CATALOGUE = (
         "identity", "core", "identity.bpf.c",
         optional=("syscalls:sys_enter_execve", "syscalls:sys_enter_execveat",
                   "sched:sched_process_exec", "sched:sched_process_fork"),
+        define="IDENTITY",
+        fields=(("TASK_MM_OFFSET", "task_struct", "mm", 8),
+                ("MM_ENV_START_OFFSET", "mm_struct", "env_start", 8),
+                ("MM_ENV_END_OFFSET", "mm_struct", "env_end", 8)),
     ),
     Probe("runqueue", "sched", "runqueue.bpf.c",
           required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch")),
@@ -86,16 +91,16 @@ def _have_define(tracepoint):
     return "HAVE_" + tracepoint.replace(":", "_").upper()
 
 
-def raw_defines(probe, btf):
-    """-D flags for the raw variant of `probe`, or [] when BTF cannot vouch for it."""
-    if not probe.raw_events or btf is None:
+def btf_defines(probe, btf):
+    """-D flags for the BTF variant of `probe`, or [] when BTF cannot vouch for it."""
+    if not (probe.raw_events or probe.fields) or btf is None:
         return []
     try:
         for event, params in probe.raw_events:
             found = tuple(btf.raw_tracepoint_params(event))
             if found != params:
                 raise BTFError(f"{event} takes ({', '.join(found)}), expected ({', '.join(params)})")
-        defines = [f"{probe.define}_RAW"]
+        defines = [f"{probe.define}_BTF"]
         for define, struct_name, path, size in probe.fields:
             offset, found_size = btf.member(struct_name, path)
             if found_size != size:
@@ -103,7 +108,7 @@ def raw_defines(probe, btf):
             defines.append(f"{define}={offset}")
         return defines
     except BTFError as exc:
-        log.info("probe %s uses its classic tracepoints: %s", probe.name, exc)
+        log.info("probe %s falls back to its variant without BTF: %s", probe.name, exc)
         return []
 
 
@@ -121,7 +126,7 @@ def select(groups, tracefs_root, btf=None):
             continue
         selection.enabled.append(probe)
         defines = [probe.define] if probe.define else []
-        defines += raw_defines(probe, btf)
+        defines += btf_defines(probe, btf)
         defines += [_have_define(tp) for tp in probe.optional
                     if tracepoint_exists(tracefs_root, tp)]
         selection.probe_defines[probe.name] = defines

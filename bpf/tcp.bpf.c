@@ -162,7 +162,7 @@ static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
 	hist_add(tcp_rtt.lookup_or_try_init(&hk, &zero), ns, DROP_TCP_RTT);
 }
 
-#ifdef TCP_RTT_RAW
+#ifdef TCP_RTT_BTF
 RAW_TRACEPOINT_PROBE(tcp_probe)
 {
 	if (tcp_rtt_skip())

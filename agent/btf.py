@@ -51,6 +51,8 @@ class BTF:
         if end > len(data) or self._strings_end > len(data):
             raise BTFError("BTF sections overrun the blob")
         while pos < end:
+            if pos + 12 > end:
+                raise BTFError("BTF type section ends inside a type")
             name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
             kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
             fixed, per_item = _TRAILER.get(kind, (0, 0))
@@ -58,6 +60,8 @@ class BTF:
             if kind in (KIND_STRUCT, KIND_UNION, KIND_TYPEDEF) and name_off:
                 self._by_name.setdefault((kind, name_off), len(self._types) - 1)
             pos += 12 + fixed + per_item * vlen
+        if pos != end:
+            raise BTFError("BTF type section ends inside a type")
 
     @classmethod
     def from_file(cls, path=VMLINUX):
@@ -69,8 +73,11 @@ class BTF:
 
     def _name(self, off):
         start = self._strings + off
-        end = self._data.index(b"\0", start, self._strings_end)
-        return self._data[start:end].decode()
+        try:
+            end = self._data.index(b"\0", start, self._strings_end)
+            return self._data[start:end].decode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BTFError(f"BTF name at {off} is malformed") from exc
 
     def _find(self, kind, name):
         for (k, off), type_id in self._by_name.items():
@@ -106,6 +113,12 @@ class BTF:
 
     def member(self, struct_name, path):
         """Byte offset and byte size of `path` ("a.b.c") inside struct `struct_name`."""
+        try:
+            return self._member(struct_name, path)
+        except (IndexError, TypeError, struct.error) as exc:
+            raise BTFError(f"BTF: malformed type graph under struct {struct_name}") from exc
+
+    def _member(self, struct_name, path):
         type_id = self._find(KIND_STRUCT, struct_name)
         if type_id is None:
             raise BTFError(f"BTF has no struct {struct_name}")
@@ -127,6 +140,12 @@ class BTF:
 
     def raw_tracepoint_params(self, event):
         """Parameter type names of a tracepoint's raw prototype (after the void *ctx)."""
+        try:
+            return self._raw_tracepoint_params(event)
+        except (IndexError, TypeError, struct.error) as exc:
+            raise BTFError(f"BTF: malformed prototype of tracepoint {event}") from exc
+
+    def _raw_tracepoint_params(self, event):
         typedef = self._find(KIND_TYPEDEF, f"btf_trace_{event}")
         if typedef is None:
             raise BTFError(f"BTF has no prototype for tracepoint {event}")

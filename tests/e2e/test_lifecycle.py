@@ -5,10 +5,9 @@ import os
 import subprocess
 import sys
 
+from agent.tracefs import find_tracefs
 from tests.e2e.agent_process import REPO, Agent, value
 from tests.e2e.workloads import sh
-
-TRACEFS = "/sys/kernel/tracing"
 
 
 def bpf_program_ids():
@@ -17,9 +16,10 @@ def bpf_program_ids():
 
 def tracefs_without(tmp_path, missing):
     """A tracefs look-alike whose events/ lacks `missing` (category/event)."""
+    real = find_tracefs()
     events = tmp_path / "tracefs" / "events"
-    for category in os.listdir(f"{TRACEFS}/events"):
-        src = f"{TRACEFS}/events/{category}"
+    for category in os.listdir(f"{real}/events"):
+        src = f"{real}/events/{category}"
         if not os.path.isdir(src):
             continue
         (events / category).mkdir(parents=True)

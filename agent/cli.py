@@ -1,6 +1,7 @@
 """The `taskscope` command."""
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -14,8 +15,10 @@ from agent.cgroups import CgroupPaths, find_cgroup2_mount
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
 from agent.server import AgentServer
+from agent.service_graph import ServiceGraph
 from agent.services import ServiceResolver
 from exporters.prometheus import TaskscopeCollector
+from topology.export import to_json
 
 log = logging.getLogger("taskscope")
 
@@ -27,7 +30,8 @@ latency by device and operation (blockio), TCP connect latency, RTT,
 retransmits, connections and bytes (tcp).  A service is the process's
 OTEL_SERVICE_NAME, else its systemd unit or container, else its name.
 
-Endpoints: /metrics (Prometheus text; OpenMetrics when asked), /healthz.
+Endpoints: /metrics (Prometheus text; OpenMetrics when asked), /healthz, and
+/api/graph: the service graph (who calls whom, requests, p50/p95/p99) as JSON.
 Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8).
 Settings come from defaults, then --config FILE (YAML, same keys with
 underscores), then flags.  SIGTERM or SIGINT detaches every probe and exits.
@@ -103,6 +107,10 @@ def run_agent(cfg):
     seed_running_state(maps, cgroup_root)
     resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root))
     server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services))
+    if maps.has("edge_stats"):
+        graph = ServiceGraph(maps, resolver, cgroup_root)
+        server.routes["/api/graph"] = lambda: (
+            200, json.dumps(to_json(graph.graph())).encode(), "application/json")
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()
     up = sorted(name for name, ok in maps.probe_status.items() if ok)

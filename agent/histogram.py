@@ -16,14 +16,22 @@ BOUNDS_SECONDS = tuple(2.0 ** e / 1e9 for e in range(FIRST_BOUND_EXP, LAST_BOUND
 
 @dataclass
 class Log2Histogram:
-    """Per-slot counts and the exact sum, merged from any number of map entries."""
+    """Per-slot counts and sums, merged from any number of map entries."""
 
     slots: dict = field(default_factory=dict)
-    sum_ns: int = 0
+    slot_sums: dict = field(default_factory=dict)
 
     def add(self, slot, count, sum_ns):
         self.slots[slot] = self.slots.get(slot, 0) + count
-        self.sum_ns += sum_ns
+        self.slot_sums[slot] = self.slot_sums.get(slot, 0) + sum_ns
+
+    def merge(self, other):
+        for slot, count in other.slots.items():
+            self.add(slot, count, other.slot_sums.get(slot, 0))
+
+    @property
+    def sum_ns(self):
+        return sum(self.slot_sums.values())
 
     @property
     def count(self):
@@ -44,7 +52,12 @@ class Log2Histogram:
         return out
 
     def quantile(self, q):
-        """Upper bound (seconds) of the bucket holding quantile q; None when empty."""
+        """Quantile q in seconds, or None when empty.
+
+        The slot holding it is known exactly; within the slot the estimate is
+        the mean of that slot's samples (the kernel keeps each slot's sum),
+        which is exact for a tight distribution and never leaves the slot.
+        """
         total = self.count
         if not total:
             return None
@@ -52,9 +65,9 @@ class Log2Histogram:
         running = 0
         for slot in sorted(self.slots):
             running += self.slots[slot]
-            if running >= target:
-                return 2.0 ** (slot + 1) / 1e9
-        return 2.0 ** (max(self.slots) + 1) / 1e9
+            if running >= target and self.slots[slot]:
+                return self.slot_sums.get(slot, 0) / self.slots[slot] / 1e9
+        return None
 
 
 def _format_bound(seconds):

@@ -25,6 +25,8 @@ class Drop(enum.IntEnum):
     TCP_CONNECT_LATENCY = 5
     TCP_RTT = 6
     COUNTER_SLOTS = 7
+    EDGE_LATENCY = 8
+    EDGE_STATS = 9
 
 
 class BlockOp(enum.IntEnum):
@@ -62,6 +64,8 @@ MAP_SIZES = {
     "TCP_MAX_LISTENERS": 4096,
     "TCP_STATS_ENTRIES": 8192,
     "TCP_HIST_ENTRIES": 32768,
+    "EDGE_HIST_ENTRIES": 32768,
+    "EDGE_ENTRIES": 16384,
 }
 
 

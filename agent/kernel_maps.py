@@ -20,6 +20,8 @@ EXPORTED_MAPS = {
     "counter_slot_owners": "MAX_COUNTER_SLOTS",
     "tcp_connect_latency": "TCP_HIST_ENTRIES",
     "tcp_rtt": "TCP_HIST_ENTRIES",
+    "edge_latency": "EDGE_HIST_ENTRIES",
+    "edge_stats": "EDGE_ENTRIES",
     "ident_names": "MAX_IDENTITIES",
 }
 
@@ -76,6 +78,18 @@ class KernelMaps:
             out.append((owner, sum(c.sent_bytes for c in per_cpu),
                         sum(c.received_bytes for c in per_cpu)))
         return out
+
+    def edge_rows(self):
+        """{edge key without slot: [stats or None, [(slot, count, sum_ns)]]} of the graph maps."""
+        edges = {}
+        for key, value in self.rows("edge_latency"):
+            slot = key.slot
+            key.slot = 0
+            edges.setdefault(bytes(key), [None, [], key])[1].append(
+                (slot, value.count, value.sum_ns))
+        for key, stats in self.rows("edge_stats"):
+            edges.setdefault(bytes(key), [None, [], key])[0] = stats
+        return list(edges.values())
 
     def drops(self):
         table = self._bpf["drops"]

@@ -5,6 +5,7 @@ kernel learns listeners at listen(), so those opened earlier are found here,
 in every network namespace, from /proc.
 """
 
+import ipaddress
 import logging
 import os
 
@@ -13,19 +14,33 @@ log = logging.getLogger(__name__)
 TCP_LISTEN = "0A"
 
 
-def parse_proc_net_tcp(text):
-    """[(local port, socket inode)] of the LISTEN rows of /proc/net/tcp{,6}."""
+def _address(hex_addr):
+    """/proc/net/tcp{,6} address (host-order 32-bit words in hex) -> ip_address."""
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) not in (4, 16):
+        raise ValueError(hex_addr)
+    host = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(host)
+
+
+def parse_listen_rows(text):
+    """[(local ip, local port, socket inode)] of the LISTEN rows of /proc/net/tcp{,6}."""
     out = []
     for line in text.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 10 or fields[3] != TCP_LISTEN:
             continue
         try:
-            port = int(fields[1].rsplit(":", 1)[1], 16)
-            out.append((port, int(fields[9])))
-        except (IndexError, ValueError):
+            addr, port = fields[1].rsplit(":", 1)
+            out.append((_address(addr), int(port, 16), int(fields[9])))
+        except ValueError:
             continue
     return out
+
+
+def parse_proc_net_tcp(text):
+    """[(local port, socket inode)] of the LISTEN rows of /proc/net/tcp{,6}."""
+    return [(port, inode) for _, port, inode in parse_listen_rows(text)]
 
 
 def _socket_inodes(pid, proc):

@@ -58,6 +58,12 @@ CATALOGUE = (
           fields=(("TCP_SRTT_US_OFFSET", "tcp_sock", "srtt_us", 4),)),
     Probe("tcp_retransmit", "tcp", "tcp.bpf.c",
           required=("tcp:tcp_retransmit_skb",), define="TCP_RETRANSMIT"),
+    # The service graph: request/response exchanges per connection, from the
+    # direction changes of its byte stream; connections' roles and
+    # addresses come from inet_sock_set_state.
+    Probe("tcp_exchanges", "tcp", "tcp.bpf.c",
+          required=("sock:inet_sock_set_state", "sock:sock_send_length",
+                    "sock:sock_recv_length"), define="TCP_EXCHANGES"),
     # Every send and receive on every socket.  No raw variant: it would need
     # two bpf_probe_read_kernel() calls for family and protocol, which cost
     # more here (40 ns each) than formatting the classic tracepoint's fields.

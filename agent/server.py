@@ -25,8 +25,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, body, content_type)
         elif path == "/healthz":
             self._reply(200, b"ok\n", "text/plain")
+        elif path in self.server.routes:
+            try:
+                status, body, content_type = self.server.routes[path]()
+            except Exception:
+                log.exception("%s failed", path)
+                status, body, content_type = 500, b"failed; see the agent's log\n", "text/plain"
+            self._reply(status, body, content_type)
         else:
-            self._reply(404, b"not found; try /metrics or /healthz\n", "text/plain")
+            known = ", ".join(["/metrics", "/healthz", *sorted(self.server.routes)])
+            self._reply(404, f"not found; try {known}\n".encode(), "text/plain")
 
     def _reply(self, status, body, content_type):
         self.send_response(status)
@@ -47,6 +55,7 @@ class AgentServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address, registry):
         self.registry = registry
+        self.routes = {}  # path -> () -> (status, body bytes, content type)
         super().__init__(address, _Handler)
         self._thread = None
 

@@ -1,5 +1,6 @@
 /* TCP: connect latency, connections opened/closed, smoothed RTT,
- * retransmits and bytes, per service.
+ * retransmits and bytes, per service; and, for the service graph, the
+ * request/response exchanges of every connection, per edge.
  * Hooks: sock:inet_sock_set_state (4.16+), tcp:tcp_probe (4.16+),
  *        tcp:tcp_retransmit_skb (4.15+), sock:sock_send_length and
  *        sock:sock_recv_length (6.4+); each part compiles only where its
@@ -17,9 +18,37 @@
 #define AF_INET6_ 10
 #define IPPROTO_TCP_ 6
 
+#define ROLE_CLIENT 1
+#define ROLE_SERVER 2
+#define PHASE_IDLE 0
+#define PHASE_REQUEST 1
+#define PHASE_RESPONSE 2
+
+/* One side of a connection in the service graph: who (owner), in which role,
+ * between which addresses.  A client's peer is the server's ip:port; a
+ * server's peer is the client's ip (its port is ephemeral, so 0). */
+struct edge_key {
+	struct owner owner;
+	u8 local[16];   /* IPv4 as v4-mapped IPv6 */
+	u8 peer[16];
+	u16 peer_port;
+	u8 role;
+	u8 slot;        /* log2 slot in edge_latency; 0 in edge_stats */
+	u32 pad;
+};
+
 struct tcp_sock_info {
 	struct owner owner;
 	u64 connect_start_ns;
+#ifdef TCP_EXCHANGES
+	struct edge_key edge;
+	u64 exchange_start_ns;
+	u64 last_response_ns;
+	u64 unflushed_sent;
+	u64 unflushed_received;
+	u32 phase;
+	u32 pad;
+#endif
 };
 
 struct tcp_hist_key {
@@ -51,6 +80,88 @@ BPF_PERCPU_ARRAY(tcp_bytes, struct tcp_bytes, MAX_COUNTER_SLOTS);
 BPF_HASH(tcp_connect_latency, struct tcp_hist_key, struct hist_value, TCP_HIST_ENTRIES);
 BPF_HASH(tcp_rtt, struct tcp_hist_key, struct hist_value, TCP_HIST_ENTRIES);
 
+#ifdef TCP_EXCHANGES
+struct edge_stats {
+	u64 connections;
+	u64 failed;
+	u64 sent_bytes;
+	u64 received_bytes;
+};
+BPF_HASH(edge_latency, struct edge_key, struct hist_value, EDGE_HIST_ENTRIES);
+BPF_HASH(edge_stats, struct edge_key, struct edge_stats, EDGE_ENTRIES);
+
+static __always_inline struct edge_stats *edge_stats_of(struct edge_key *k)
+{
+	struct edge_stats zero = {};
+	struct edge_stats *e = edge_stats.lookup_or_try_init(k, &zero);
+	if (!e)
+		count_drop(DROP_EDGE_STATS);
+	return e;
+}
+
+static __always_inline void copy_address(u8 *dst, u16 family, const u8 *v4, const u8 *v6)
+{
+	if (family == AF_INET6_) {
+		__builtin_memcpy(dst, v6, 16);
+	} else {
+		dst[10] = 0xff;
+		dst[11] = 0xff;
+		__builtin_memcpy(dst + 12, v4, 4);
+	}
+}
+
+/* Close the exchange in progress (if its response has begun) and move the
+ * connection's byte counts onto its edge. */
+static __always_inline void edge_flush(struct tcp_sock_info *i)
+{
+	if (i->phase == PHASE_RESPONSE) {
+		u64 ns = i->last_response_ns - i->exchange_start_ns;
+		struct edge_key k = i->edge;
+		struct hist_value zero = {};
+		k.slot = log2_slot(ns);
+		hist_add(edge_latency.lookup_or_try_init(&k, &zero), ns, DROP_EDGE_LATENCY);
+		i->phase = PHASE_IDLE;
+	}
+	if (i->unflushed_sent || i->unflushed_received) {
+		struct edge_stats *e = edge_stats_of(&i->edge);
+		if (e) {
+			__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
+			__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
+		}
+		i->unflushed_sent = 0;
+		i->unflushed_received = 0;
+	}
+}
+
+/* Request/response exchanges from the direction of the byte stream: for a
+ * server a request starts with the first bytes received after it sent (or
+ * ever), its response ends with the last bytes sent before it receives
+ * again; a client is the mirror image. */
+static __always_inline void edge_track(const void *sk, int ret, int sent)
+{
+	u64 key = (u64)sk;
+	struct tcp_sock_info *i = tcp_sockets.lookup(&key);
+	if (!i || !i->edge.role)
+		return;
+	u64 now = bpf_ktime_get_ns();
+	if ((i->edge.role == ROLE_CLIENT) == (sent != 0)) {
+		if (i->phase == PHASE_RESPONSE)
+			edge_flush(i);
+		if (i->phase == PHASE_IDLE) {
+			i->exchange_start_ns = now;
+			i->phase = PHASE_REQUEST;
+		}
+	} else if (i->phase != PHASE_IDLE) {
+		i->phase = PHASE_RESPONSE;
+		i->last_response_ns = now;
+	}
+	if (sent)
+		i->unflushed_sent += ret;
+	else
+		i->unflushed_received += ret;
+}
+#endif
+
 static __always_inline struct tcp_counters *tcp_counters_of(struct owner *o)
 {
 	struct tcp_counters zero = {};
@@ -79,6 +190,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	if (to == TCP_STATE_SYN_SENT) {
 		struct tcp_sock_info info = {.connect_start_ns = bpf_ktime_get_ns()};
 		current_owner(&info.owner);
+#ifdef TCP_EXCHANGES
+		info.edge.owner = info.owner;
+		info.edge.role = ROLE_CLIENT;
+		info.edge.peer_port = args->dport;
+		copy_address(info.edge.local, args->family, args->saddr, args->saddr_v6);
+		copy_address(info.edge.peer, args->family, args->daddr, args->daddr_v6);
+#endif
 		tcp_sockets.update(&sk, &info);
 		return 0;
 	}
@@ -101,6 +219,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		info->connect_start_ns = 0;
 		if ((c = tcp_counters_of(&info->owner)))
 			__sync_fetch_and_add(&c->opened_active, 1);
+#ifdef TCP_EXCHANGES
+		struct edge_stats *e = edge_stats_of(&info->edge);
+		if (e)
+			__sync_fetch_and_add(&e->connections, 1);
+#endif
 		return 0;
 	}
 	if (to == TCP_STATE_ESTABLISHED && from == TCP_STATE_SYN_RECV) {
@@ -109,6 +232,15 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		struct tcp_sock_info info = {};
 		if (listener)
 			info.owner = *listener;
+#ifdef TCP_EXCHANGES
+		info.edge.owner = info.owner;
+		info.edge.role = ROLE_SERVER;
+		copy_address(info.edge.local, args->family, args->saddr, args->saddr_v6);
+		copy_address(info.edge.peer, args->family, args->daddr, args->daddr_v6);
+		struct edge_stats *e = edge_stats_of(&info.edge);
+		if (e)
+			__sync_fetch_and_add(&e->connections, 1);
+#endif
 		tcp_sockets.update(&sk, &info);
 		if ((c = tcp_counters_of(&info.owner)))
 			__sync_fetch_and_add(&c->opened_passive, 1);
@@ -124,6 +256,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			else
 				__sync_fetch_and_add(&c->closed, 1);
 		}
+#ifdef TCP_EXCHANGES
+		if (from == TCP_STATE_SYN_SENT) {
+			struct edge_stats *e = edge_stats_of(&info->edge);
+			if (e)
+				__sync_fetch_and_add(&e->failed, 1);
+		}
+		edge_flush(info);
+#endif
 		tcp_sockets.delete(&sk);
 	}
 	return 0;
@@ -196,12 +336,17 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 }
 #endif
 
-#ifdef TCP_BYTES
+#if defined(TCP_BYTES) || defined(TCP_EXCHANGES)
 /* The hottest hooks of all: every send and receive on every socket. */
-static __always_inline void tcp_count_bytes(u16 family, u16 protocol, int ret, int sent)
+static __always_inline void tcp_count_bytes(const void *sk, u16 family, u16 protocol, int ret,
+					    int sent)
 {
 	if (ret <= 0 || protocol != IPPROTO_TCP_ || (family != AF_INET_ && family != AF_INET6_))
 		return;
+#ifdef TCP_EXCHANGES
+	edge_track(sk, ret, sent);
+#endif
+#ifdef TCP_BYTES
 	u32 slot = counter_slot_of_current();
 	struct tcp_bytes *b = tcp_bytes.lookup(&slot);
 	if (!b)
@@ -210,17 +355,18 @@ static __always_inline void tcp_count_bytes(u16 family, u16 protocol, int ret, i
 		b->sent_bytes += ret;
 	else
 		b->received_bytes += ret;
+#endif
 }
 
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
-	tcp_count_bytes(args->family, args->protocol, args->ret, 1);
+	tcp_count_bytes(args->sk, args->family, args->protocol, args->ret, 1);
 	return 0;
 }
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-	tcp_count_bytes(args->family, args->protocol, args->ret, 0);
+	tcp_count_bytes(args->sk, args->family, args->protocol, args->ret, 0);
 	return 0;
 }
 #endif

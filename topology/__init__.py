@@ -1,4 +1,5 @@
-"""Service topology (cross-service dependency graph): not built yet.
+"""Service topology: who calls whom, how often and how slowly.
 
-Planned in the topology issue; nothing here pretends to work until then.
+Pure functions from the agent's edge records to a networkx graph and its
+renderings; no BPF here, so the collector can reuse it.
 """

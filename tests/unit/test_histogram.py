@@ -32,13 +32,16 @@ def test_merging_entries_adds_counts_and_sums():
     h = Log2Histogram()
     h.add(15, 2, 100)
     h.add(15, 3, 200)
-    assert h.slots == {15: 5} and h.sum_ns == 300 and h.count == 5
+    other = Log2Histogram()
+    other.add(16, 1, 70000)
+    h.merge(other)
+    assert h.slots == {15: 5, 16: 1} and h.sum_ns == 70300 and h.count == 6
 
 
-def test_quantile_is_the_upper_bound_of_the_bucket_holding_it():
+def test_quantile_is_the_mean_of_the_slot_holding_it():
     h = Log2Histogram()
-    h.add(10, 50, 0)
-    h.add(20, 50, 0)
-    assert h.quantile(0.5) == 2.0 ** 11 / 1e9
-    assert h.quantile(0.51) == 2.0 ** 21 / 1e9
+    h.add(10, 50, 50 * 1500)            # 50 samples of 1.5 us
+    h.add(25, 50, 50 * 40_000_000)      # 50 samples of 40 ms
+    assert h.quantile(0.5) == 1.5e-6
+    assert h.quantile(0.51) == 0.04
     assert Log2Histogram().quantile(0.5) is None

@@ -55,6 +55,8 @@ def build_parser():
     agent.add_argument("--max-services", type=int, metavar="N",
                        help="services per metric before the rest fold into service=\"other\" "
                             f"(default {config.AgentConfig.max_services})")
+    agent.add_argument("--graph-window", metavar="DURATION",
+                       help="default window of /api/graph, e.g. 60s, 5m, 1h (default 5m)")
     agent.add_argument("--tracefs", metavar="DIR",
                        help="tracefs mount point (default: found, or mounted at /sys/kernel/tracing)")
     return parser
@@ -87,6 +89,21 @@ def seed_running_state(maps, cgroup_root):
     maps.seed_listeners(owners)
 
 
+def graph_routes(graph, default_window):
+    """/api/graph[?window=60s]: the service graph of the last window, as JSON."""
+
+    def graph_json(params):
+        try:
+            window = config.parse_duration(params.get("window", default_window))
+        except ConfigError as exc:
+            return 400, f"window: {exc}\n".encode(), "text/plain"
+        body = to_json(graph.graph(min(window, graph.max_window)))
+        body["window_seconds"] = min(window, graph.max_window)
+        return 200, json.dumps(body).encode(), "application/json"
+
+    return {"/api/graph": graph_json}
+
+
 def run_agent(cfg):
     started = time.monotonic()
     bpf_module.check_privileges()
@@ -107,17 +124,18 @@ def run_agent(cfg):
     seed_running_state(maps, cgroup_root)
     resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root))
     server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services))
+    stop = threading.Event()
     if maps.has("edge_stats"):
         graph = ServiceGraph(maps, resolver, cgroup_root)
-        server.routes["/api/graph"] = lambda: (
-            200, json.dumps(to_json(graph.graph())).encode(), "application/json")
+        threading.Thread(target=graph.run_recorder, args=(stop,), name="graph",
+                         daemon=True).start()
+        server.routes.update(graph_routes(graph, config.parse_duration(cfg.graph_window)))
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()
     up = sorted(name for name, ok in maps.probe_status.items() if ok)
     log.info("probes up: %s; serving /metrics on %s in %.1f s",
              ", ".join(up), cfg.listen, time.monotonic() - started)
 
-    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     stop.wait()

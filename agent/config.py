@@ -7,6 +7,21 @@ from agent.errors import ConfigError
 from agent.probes import GROUPS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text):
+    """'90', '90s', '5m', '1h' -> seconds; ConfigError on anything else."""
+    text = str(text).strip()
+    unit = DURATION_UNITS.get(text[-1:], None)
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"'{text}' is not a duration like 60s, 5m or 1h") from None
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"'{text}' is not a positive duration")
+    return seconds
 
 
 @dataclasses.dataclass
@@ -16,6 +31,7 @@ class AgentConfig:
     log_level: str = "info"
     max_services: int = 500
     tracefs: str = ""
+    graph_window: str = "5m"
 
     @property
     def address(self):
@@ -56,12 +72,21 @@ def _check_tracefs(value):
     return None if isinstance(value, str) else "a directory path"
 
 
+def _check_duration(value):
+    try:
+        parse_duration(value)
+    except ConfigError:
+        return "a duration like 60s, 5m or 1h"
+    return None
+
+
 CHECKS = {
     "listen": _check_listen,
     "probes": _check_probes,
     "log_level": _check_log_level,
     "max_services": _check_max_services,
     "tracefs": _check_tracefs,
+    "graph_window": _check_duration,
 }
 
 

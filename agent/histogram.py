@@ -29,6 +29,15 @@ class Log2Histogram:
         for slot, count in other.slots.items():
             self.add(slot, count, other.slot_sums.get(slot, 0))
 
+    def minus(self, earlier):
+        """What was added since `earlier`, a previous reading of the same series."""
+        out = Log2Histogram()
+        for slot, count in self.slots.items():
+            n = count - earlier.slots.get(slot, 0)
+            if n > 0:
+                out.add(slot, n, self.slot_sums.get(slot, 0) - earlier.slot_sums.get(slot, 0))
+        return out
+
     @property
     def sum_ns(self):
         return sum(self.slot_sums.values())

@@ -3,6 +3,7 @@
 import http.server
 import logging
 import threading
+import urllib.parse
 
 from prometheus_client import exposition
 
@@ -13,7 +14,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "taskscope"
 
     def do_GET(self):
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/metrics":
             encoder, content_type = exposition.choose_encoder(self.headers.get("Accept"))
             try:
@@ -27,7 +28,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, b"ok\n", "text/plain")
         elif path in self.server.routes:
             try:
-                status, body, content_type = self.server.routes[path]()
+                params = dict(urllib.parse.parse_qsl(query))
+                status, body, content_type = self.server.routes[path](params)
             except Exception:
                 log.exception("%s failed", path)
                 status, body, content_type = 500, b"failed; see the agent's log\n", "text/plain"
@@ -55,7 +57,7 @@ class AgentServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address, registry):
         self.registry = registry
-        self.routes = {}  # path -> () -> (status, body bytes, content type)
+        self.routes = {}  # path -> (query params) -> (status, body bytes, content type)
         super().__init__(address, _Handler)
         self._thread = None
 

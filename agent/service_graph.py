@@ -1,12 +1,14 @@
 """The agent's own service graph: kernel edge maps -> topology.build_graph."""
 
+import collections
 import ipaddress
 import logging
+import threading
 import time
 
 from agent import endpoints, identity, listeners
 from agent.histogram import Log2Histogram
-from topology.graph import CLIENT, SERVER, EdgeSide, build_graph
+from topology.graph import CLIENT, SERVER, EdgeSide, build_graph, since
 
 log = logging.getLogger(__name__)
 
@@ -14,16 +16,40 @@ ROLES = {1: CLIENT, 2: SERVER}
 
 
 class ServiceGraph:
-    """Builds the graph on demand; the listener table is rescanned at most
-    every `endpoint_ttl` seconds (it walks /proc)."""
+    """Builds the graph over a time window, on demand.
 
-    def __init__(self, maps, resolver, cgroup_root, endpoint_ttl=5.0):
+    The kernel maps are cumulative; a window is the difference between now
+    and a reading taken `window` seconds ago.  Readings are kept every
+    `interval` seconds for `max_window` seconds, so memory stays bounded.
+    The listener table is rescanned at most every `endpoint_ttl` seconds.
+    """
+
+    def __init__(self, maps, resolver, cgroup_root, max_window=900.0, interval=10.0,
+                 endpoint_ttl=5.0):
         self._maps = maps
         self._resolver = resolver
         self._cgroup_root = cgroup_root
         self._endpoint_ttl = endpoint_ttl
         self._endpoints = {}
         self._endpoints_at = float("-inf")
+        self.max_window = max_window
+        self._interval = interval
+        self._readings = collections.deque(maxlen=int(max_window / interval) + 2)
+        self._lock = threading.Lock()
+
+    def record(self):
+        """Keep a reading for later windows; called every `interval` seconds."""
+        with self._lock:
+            self._readings.append((time.monotonic(), self.sides()))
+
+    def run_recorder(self, stop):
+        """Record until `stop` (a threading.Event) is set."""
+        self.record()
+        while not stop.wait(self._interval):
+            try:
+                self.record()
+            except Exception:  # never let a bad read end the recorder
+                log.exception("reading the edge maps failed")
 
     def _endpoint_table(self):
         if time.monotonic() - self._endpoints_at > self._endpoint_ttl:
@@ -49,13 +75,21 @@ class ServiceGraph:
                 service=self._resolver.resolve(key.owner.cgroup_id, key.owner.ident),
                 role=role, local=ipaddress.ip_address(bytes(key.local)),
                 peer=ipaddress.ip_address(bytes(key.peer)), peer_port=key.peer_port,
-                latency=latency)
+                latency=latency, key=bytes(key))
             if stats is not None:
                 side.connections, side.failed = stats.connections, stats.failed
                 side.sent_bytes, side.received_bytes = stats.sent_bytes, stats.received_bytes
             out.append(side)
         return out
 
-    def graph(self):
+    def graph(self, window=None):
+        """The graph of the last `window` seconds (None: since the agent started)."""
+        sides = self.sides()
+        if window is not None:
+            cutoff = time.monotonic() - window
+            with self._lock:
+                older = [r for t, r in self._readings if t <= cutoff]
+                earlier = older[-1] if older else (self._readings[0][1] if self._readings else [])
+            sides = since(sides, earlier)
         table = self._endpoint_table()
-        return build_graph(self.sides(), lambda ip, port: table.get((ip, port)))
+        return build_graph(sides, lambda ip, port: table.get((ip, port)))

@@ -13,7 +13,7 @@ import networkx as nx
 
 from agent.histogram import Log2Histogram
 
-__all__ = ["EdgeSide", "build_graph", "CLIENT", "SERVER"]
+__all__ = ["EdgeSide", "build_graph", "since", "CLIENT", "SERVER"]
 
 CLIENT, SERVER = "client", "server"
 QUANTILES = {"p50_seconds": 0.5, "p95_seconds": 0.95, "p99_seconds": 0.99}
@@ -31,6 +31,35 @@ class EdgeSide:
     failed: int = 0
     sent_bytes: int = 0
     received_bytes: int = 0
+    key: bytes = b""          # identity of the series across readings
+
+    def minus(self, earlier):
+        """This side's activity since `earlier`, a previous reading of it."""
+        return EdgeSide(self.service, self.role, self.local, self.peer, self.peer_port,
+                        self.latency.minus(earlier.latency),
+                        self.connections - earlier.connections, self.failed - earlier.failed,
+                        self.sent_bytes - earlier.sent_bytes,
+                        self.received_bytes - earlier.received_bytes, self.key)
+
+    @property
+    def active(self):
+        return bool(self.latency.count or self.connections or self.failed
+                    or self.sent_bytes or self.received_bytes)
+
+
+def since(current, earlier):
+    """Sides active between two readings (cumulative counters), as deltas.
+
+    A side absent from `earlier` counts from zero; one with no activity in
+    between is left out, which is how idle edges expire from a window.
+    """
+    before = {side.key: side for side in earlier}
+    out = []
+    for side in current:
+        delta = side.minus(before[side.key]) if side.key in before else side
+        if delta.active:
+            out.append(delta)
+    return out
 
 
 def endpoint_name(ip, port=None):

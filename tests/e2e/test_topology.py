@@ -87,3 +87,11 @@ def test_shop_edges_counts_and_latency(agent, shop):
     assert to_orders["sent_bytes"] == 4 * REQUESTS and to_orders["received_bytes"] == 3 * REQUESTS
     kinds = {n["id"]: n["kind"] for n in graph["nodes"]}
     assert all(kinds[s] == "service" for s in ours)
+
+
+def test_bad_window_is_a_clear_400(agent):
+    import urllib.error
+    with pytest.raises(urllib.error.HTTPError) as err:
+        agent.get("/api/graph?window=soon")
+    assert err.value.code == 400
+    assert b"not a duration like 60s" in err.value.read()

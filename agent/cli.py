@@ -1,24 +1,31 @@
 """The `taskscope` command."""
 
 import argparse
+import ipaddress
 import json
 import logging
 import signal
 import sys
 import threading
 import time
+import urllib.request
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import __version__, bpf_module, btf, config, identity, listeners, probes, tracefs
+from agent import (__version__, bpf_module, btf, config, graph_api, identity, listeners, probes,
+                   tracefs)
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
+from agent.collector import Collector, CollectorMetrics
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
 from agent.server import AgentServer
 from agent.service_graph import ServiceGraph
 from agent.services import ServiceResolver
 from exporters.prometheus import TaskscopeCollector
+from exporters.service_graph import ServiceGraphCollector
+from topology import render
 from topology.export import to_json
+from topology.wire import to_wire
 
 log = logging.getLogger("taskscope")
 
@@ -57,9 +64,100 @@ def build_parser():
                             f"(default {config.AgentConfig.max_services})")
     agent.add_argument("--graph-window", metavar="DURATION",
                        help="default window of /api/graph, e.g. 60s, 5m, 1h (default 5m)")
+    agent.add_argument("--graph-addresses", metavar="CIDRS",
+                       help="comma-separated networks this agent speaks for in the graph "
+                            "(default: all; on a node, its own and its pods')")
     agent.add_argument("--tracefs", metavar="DIR",
                        help="tracefs mount point (default: found, or mounted at /sys/kernel/tracing)")
+    collector = sub.add_parser(
+        "collector", help="merge the service graphs of many agents",
+        description="Pull every agent's edges and listener table and serve one graph "
+                    "(joining edges that cross nodes) at /api/graph, .svg, .dot and "
+                    "Grafana's Node Graph API; agents that fail are left out and counted "
+                    "in taskscope_collector_agent_up/_failures_total on /metrics.")
+    collector.add_argument("--agent", action="append", required=True, metavar="URL",
+                           help="an agent's base URL, e.g. http://node1:9810 (repeat)")
+    collector.add_argument("--listen", default="0.0.0.0:9811", metavar="HOST:PORT",
+                           help="where to serve (default 0.0.0.0:9811)")
+    collector.add_argument("--graph-window", default="5m", metavar="DURATION",
+                           help="default window (default 5m)")
+    collector.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                           help="per-agent request timeout (default 5)")
+    collector.add_argument("--log-level", choices=config.LOG_LEVELS, default="info")
+
+    graph = sub.add_parser("graph", help="export a service graph once",
+                           description="Fetch a graph from an agent or collector URL, or read "
+                                       "a JSON file saved from /api/graph, and write it out.")
+    graph.add_argument("--from", dest="source", required=True, metavar="URL|FILE")
+    graph.add_argument("--format", choices=("json", "svg", "dot", "png"), default="json")
+    graph.add_argument("--window", metavar="DURATION", help="window to ask a URL for")
+    graph.add_argument("-o", "--output", required=True, metavar="FILE", help="- for stdout")
     return parser
+
+
+def run_collector(args):
+    cfg = config.AgentConfig()
+    config.apply(cfg, {"listen": args.listen, "graph_window": args.graph_window},
+                 "command line")
+    logging.getLogger().setLevel(args.log_level.upper())
+    collector = Collector(args.agent, timeout=args.timeout)
+    try:
+        server = AgentServer(cfg.address, CollectorRegistry(auto_describe=False))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
+    server.registry.register(CollectorMetrics(collector))
+    server.routes.update(graph_api.graph_routes(
+        lambda window: to_json(collector.graph(window)),
+        config.parse_duration(cfg.graph_window), float("inf")))
+    server.start()
+    log.info("collecting from %d agents; serving on %s", len(collector.agent_urls), cfg.listen)
+    wait_for_signal()
+    server.stop()
+    return 0
+
+
+def export_graph(args):
+    source = args.source
+    if source.startswith(("http://", "https://")):
+        url = source.rstrip("/")
+        if not url.endswith("/api/graph"):
+            url += "/api/graph"
+        if args.window:
+            config.parse_duration(args.window)
+            url += f"?window={args.window}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                text = reply.read().decode()
+        except OSError as exc:
+            raise ConfigError(f"cannot fetch {url}: {exc}") from exc
+    else:
+        try:
+            with open(source) as f:
+                text = f.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if not (isinstance(body, dict) and isinstance(body.get("nodes"), list)
+            and isinstance(body.get("edges"), list)):
+        raise ConfigError(f"{source}: not a taskscope graph (JSON with nodes and edges)")
+    data = json.dumps(body, indent=2).encode() if args.format == "json" else \
+        render.render(body, args.format)
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        with open(args.output, "wb") as f:
+            f.write(data)
+    return 0
+
+
+def wait_for_signal():
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    stop.wait()
 
 
 def agent_config(args):
@@ -89,21 +187,6 @@ def seed_running_state(maps, cgroup_root):
     maps.seed_listeners(owners)
 
 
-def graph_routes(graph, default_window):
-    """/api/graph[?window=60s]: the service graph of the last window, as JSON."""
-
-    def graph_json(params):
-        try:
-            window = config.parse_duration(params.get("window", default_window))
-        except ConfigError as exc:
-            return 400, f"window: {exc}\n".encode(), "text/plain"
-        body = to_json(graph.graph(min(window, graph.max_window)))
-        body["window_seconds"] = min(window, graph.max_window)
-        return 200, json.dumps(body).encode(), "application/json"
-
-    return {"/api/graph": graph_json}
-
-
 def run_agent(cfg):
     started = time.monotonic()
     bpf_module.check_privileges()
@@ -126,10 +209,15 @@ def run_agent(cfg):
     server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services))
     stop = threading.Event()
     if maps.has("edge_stats"):
-        graph = ServiceGraph(maps, resolver, cgroup_root)
+        networks = [ipaddress.ip_network(n, strict=False) for n in cfg.graph_addresses]
+        graph = ServiceGraph(maps, resolver, cgroup_root, addresses=networks or None)
         threading.Thread(target=graph.run_recorder, args=(stop,), name="graph",
                          daemon=True).start()
-        server.routes.update(graph_routes(graph, config.parse_duration(cfg.graph_window)))
+        server.routes.update(graph_api.graph_routes(
+            lambda window: to_json(graph.graph(window)),
+            config.parse_duration(cfg.graph_window), graph.max_window,
+            sides_of=lambda window: to_wire(graph.window_sides(window), graph.endpoint_table())))
+        server.registry.register(ServiceGraphCollector(graph))
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()
     up = sorted(name for name, ok in maps.probe_status.items() if ok)
@@ -147,13 +235,18 @@ def run_agent(cfg):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "collector":
+            return run_collector(args)
+        if args.command == "graph":
+            return export_graph(args)
         cfg = agent_config(args)
     except ConfigError as exc:
         print(f"taskscope: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level(cfg),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(config.log_level(cfg))
     try:
         return run_agent(cfg)
     except TaskscopeError as exc:

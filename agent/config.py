@@ -1,6 +1,7 @@
 """Agent settings: defaults, then the YAML file, then command-line flags."""
 
 import dataclasses
+import ipaddress
 import logging
 
 from agent.errors import ConfigError
@@ -32,6 +33,7 @@ class AgentConfig:
     max_services: int = 500
     tracefs: str = ""
     graph_window: str = "5m"
+    graph_addresses: tuple = ()
 
     @property
     def address(self):
@@ -80,6 +82,19 @@ def _check_duration(value):
     return None
 
 
+def _check_networks(value):
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v]
+    if not isinstance(value, (list, tuple)):
+        return "a list of networks like 10.0.0.0/8"
+    for item in value:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            return f"networks like 10.0.0.0/8 ({item!r} is not one)"
+    return None
+
+
 CHECKS = {
     "listen": _check_listen,
     "probes": _check_probes,
@@ -87,6 +102,7 @@ CHECKS = {
     "max_services": _check_max_services,
     "tracefs": _check_tracefs,
     "graph_window": _check_duration,
+    "graph_addresses": _check_networks,
 }
 
 
@@ -95,6 +111,9 @@ def _normalise(key, value):
         return tuple(v for v in value.split(",") if v)
     if key == "probes":
         return tuple(value)
+    if key == "graph_addresses":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(str(v) for v in items if v)
     return value
 
 

@@ -25,7 +25,7 @@ class ServiceGraph:
     """
 
     def __init__(self, maps, resolver, cgroup_root, max_window=900.0, interval=10.0,
-                 endpoint_ttl=5.0):
+                 endpoint_ttl=5.0, addresses=None):
         self._maps = maps
         self._resolver = resolver
         self._cgroup_root = cgroup_root
@@ -36,6 +36,9 @@ class ServiceGraph:
         self._interval = interval
         self._readings = collections.deque(maxlen=int(max_window / interval) + 2)
         self._lock = threading.Lock()
+        # The addresses this agent speaks for (None: all): on a real node its
+        # own and its pods'; the collector joins what other agents own.
+        self._addresses = addresses
 
     def record(self):
         """Keep a reading for later windows; called every `interval` seconds."""
@@ -51,7 +54,7 @@ class ServiceGraph:
             except Exception:  # never let a bad read end the recorder
                 log.exception("reading the edge maps failed")
 
-    def _endpoint_table(self):
+    def endpoint_table(self):
         if time.monotonic() - self._endpoints_at > self._endpoint_ttl:
             table = {}
             for address, pid in endpoints.local_endpoints().items():
@@ -60,7 +63,13 @@ class ServiceGraph:
                     table[address] = self._resolver.resolve(
                         listeners.cgroup_id(pid, self._cgroup_root), identity.ident_hash(*who))
             self._endpoints, self._endpoints_at = table, time.monotonic()
-        return self._endpoints
+        return {k: v for k, v in self._endpoints.items() if self._owns(k[0])}
+
+    def _owns(self, ip):
+        if self._addresses is None:
+            return True
+        ip = ip.ipv4_mapped or ip if ip.version == 6 else ip
+        return any(ip in net for net in self._addresses)
 
     def sides(self):
         out = []
@@ -82,14 +91,18 @@ class ServiceGraph:
             out.append(side)
         return out
 
+    def window_sides(self, window=None):
+        """Sides active in the last `window` seconds (None: since the agent started)."""
+        sides = [s for s in self.sides() if self._owns(s.local)]
+        if window is None:
+            return sides
+        cutoff = time.monotonic() - window
+        with self._lock:
+            older = [r for t, r in self._readings if t <= cutoff]
+            earlier = older[-1] if older else (self._readings[0][1] if self._readings else [])
+        return since(sides, earlier)
+
     def graph(self, window=None):
         """The graph of the last `window` seconds (None: since the agent started)."""
-        sides = self.sides()
-        if window is not None:
-            cutoff = time.monotonic() - window
-            with self._lock:
-                older = [r for t, r in self._readings if t <= cutoff]
-                earlier = older[-1] if older else (self._readings[0][1] if self._readings else [])
-            sides = since(sides, earlier)
-        table = self._endpoint_table()
-        return build_graph(sides, lambda ip, port: table.get((ip, port)))
+        table = self.endpoint_table()
+        return build_graph(self.window_sides(window), lambda ip, port: table.get((ip, port)))

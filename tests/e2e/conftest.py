@@ -1,11 +1,12 @@
 """End-to-end fixtures: the real agent, real namespaces, real cgroups."""
 
 import os
+import subprocess
 
 import pytest
 
 from tests.e2e.agent_process import Agent
-from tests.e2e.workloads import sh
+from tests.e2e.workloads import PAYMENT_DELAY, run_named, sh
 
 
 def pytest_collection_modifyitems(items):
@@ -50,3 +51,50 @@ def netns_pair():
     yield {"ns": ns, "client_ip": "198.18.0.1", "server_ip": "198.18.0.2"}
     sh("ip", "link", "del", "ts-e2e-h", check=False)
     sh("ip", "netns", "del", ns, check=False)
+
+
+# A line-protocol server: answers "ok" to each line after `delay` seconds,
+# first asking `upstream` (host:port) over one kept-alive connection.
+SERVER = """
+import socket, sys, threading, time
+ip, port, delay, upstream = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((ip, port))
+srv.listen(16)
+print("listening", flush=True)
+
+def serve(conn):
+    up = None
+    if upstream != "-":
+        host, up_port = upstream.rsplit(":", 1)
+        up = socket.create_connection((host, int(up_port))).makefile("rwb", buffering=0)
+    f = conn.makefile("rwb", buffering=0)
+    while f.readline():
+        if up:
+            up.write(b"req\\n")
+            up.readline()
+        time.sleep(delay)
+        f.write(b"ok\\n")
+    conn.close()
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+@pytest.fixture
+def shop(netns_pair):
+    ns, ip = netns_pair["ns"], netns_pair["server_ip"]
+    procs = []
+    for service, port, delay, upstream in (("payment", 9102, PAYMENT_DELAY, "-"),
+                                            ("orders", 9101, 0.005, f"{ip}:9102")):
+        proc = run_named(service, SERVER, ip, port, delay, upstream, netns=ns, wait=False,
+                         stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "listening"
+    yield {"orders": (ip, 9101)}
+    for proc in procs:
+        proc.kill()
+        proc.wait()

@@ -7,6 +7,8 @@ import sys
 import textwrap
 
 PYTHON = sys.executable
+# The shop's payment service answers after this long (tests/e2e/conftest.py).
+PAYMENT_DELAY = 0.040
 
 
 def run_named(service, code, *args, cpu=None, nice=None, netns=None, cgroup_procs=None, wait=True,

@@ -1,0 +1,78 @@
+"""`taskscope collector`: one graph from many agents.
+
+It asks every agent for its edge sides and listener table over the same
+window and builds one graph from their union, which joins a client side seen
+on one node to the server that another node owns.  An agent that is down or
+answers garbage is logged, counted and left out; the rest are still served.
+"""
+
+import concurrent.futures
+import json
+import logging
+import urllib.request
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from topology.graph import build_graph
+from topology.wire import WireError, from_wire
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 64 << 20
+
+
+class Collector:
+    def __init__(self, agent_urls, timeout=5.0):
+        self.agent_urls = list(dict.fromkeys(u.rstrip("/") for u in agent_urls))
+        self.timeout = timeout
+        self.up = {url: 0 for url in self.agent_urls}
+        self.failures = {url: 0 for url in self.agent_urls}
+
+    def _fetch(self, url, window):
+        try:
+            with urllib.request.urlopen(f"{url}/api/graph/sides?window={window:g}s",
+                                        timeout=self.timeout) as reply:
+                data = reply.read(MAX_REPLY_BYTES + 1)
+            if len(data) > MAX_REPLY_BYTES:
+                raise WireError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+            result = from_wire(json.loads(data))
+            self.up[url] = 1
+            return result
+        except (OSError, ValueError, WireError) as exc:
+            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
+            log.warning("agent %s left out of the graph: %s", url, exc)
+            self.up[url] = 0
+            self.failures[url] += 1
+            return [], {}
+
+    def graph(self, window):
+        sides, endpoints = [], {}
+        workers = max(1, min(16, len(self.agent_urls)))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            for agent_sides, agent_endpoints in pool.map(
+                    lambda url: self._fetch(url, window), self.agent_urls):
+                sides += agent_sides
+                endpoints.update(agent_endpoints)
+        return build_graph(sides, lambda ip, port: endpoints.get((ip, port)))
+
+
+class CollectorMetrics:
+    """taskscope_collector_agent_up / _failures_total per agent."""
+
+    def __init__(self, collector):
+        self._collector = collector
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        up = GaugeMetricFamily("taskscope_collector_agent_up",
+                               "1 when the agent's last graph reply was usable.", labels=["agent"])
+        failures = CounterMetricFamily("taskscope_collector_agent_failures",
+                                       "Graph replies from the agent that were unusable "
+                                       "(down, timed out, malformed).", labels=["agent"])
+        for url in self._collector.agent_urls:
+            up.add_metric([url], self._collector.up[url])
+            failures.add_metric([url], self._collector.failures[url])
+        yield up
+        yield failures

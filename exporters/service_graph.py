@@ -1,0 +1,60 @@
+"""Service-graph edges as the metrics Grafana's service map already reads.
+
+Names and labels follow Tempo's metrics-generator contract
+(traces_service_graph_*; client, server, connection_type), so dashboards
+built for Tempo work unchanged.  Values are cumulative since the agent
+started: the graph is rebuilt from the kernel maps on every scrape.
+"""
+
+import logging
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+log = logging.getLogger(__name__)
+
+# Ports that name a database or cache well enough to say so on the edge.
+DATABASE_PORTS = {1433, 1521, 3306, 5432, 6379, 9042, 11211, 27017}
+
+
+def connection_type(graph, server):
+    node = graph.nodes[server]
+    if node.get("kind") == "external":
+        port = server.rsplit(":", 1)[-1]
+        return "database" if port.isdigit() and int(port) in DATABASE_PORTS else "virtual_node"
+    return ""
+
+
+class ServiceGraphCollector:
+    """prometheus_client collector over agent.service_graph.ServiceGraph."""
+
+    def __init__(self, graph):
+        self._graph = graph
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        labels = ["client", "server", "connection_type"]
+        requests = CounterMetricFamily("traces_service_graph_request",
+                                       "Requests (request/response exchanges) from client to "
+                                       "server service.", labels=labels)
+        failed = CounterMetricFamily("traces_service_graph_request_failed",
+                                     "Failed requests: connects refused or timed out.",
+                                     labels=labels)
+        client = HistogramMetricFamily("traces_service_graph_request_client_seconds",
+                                       "Request latency as the client saw it.", labels=labels)
+        server = HistogramMetricFamily("traces_service_graph_request_server_seconds",
+                                       "Request latency as the server saw it.", labels=labels)
+        try:
+            graph = self._graph.graph()
+            for source, target, edge in sorted(graph.edges(data=True)):
+                values = [source, target, connection_type(graph, target)]
+                requests.add_metric(values, edge["requests"])
+                failed.add_metric(values, edge["failed"])
+                for family, hist in ((client, edge["client_latency"]),
+                                     (server, edge["server_latency"])):
+                    if hist.count:
+                        family.add_metric(values, hist.buckets(), hist.sum_ns / 1e9)
+        except Exception:  # the scrape path never raises
+            log.exception("building the service graph for /metrics failed")
+        yield from (requests, failed, client, server)

@@ -12,8 +12,8 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import (__version__, bpf_module, btf, config, graph_api, identity, listeners, probes,
-                   tracefs)
+from agent import (__version__, bpf_module, btf, config, graph_api, identity, listeners,
+                   preexisting, probes, tracefs)
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
 from agent.collector import Collector, CollectorMetrics
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
@@ -177,14 +177,17 @@ def _probe_status(selection, failed):
 def seed_running_state(maps, cgroup_root):
     """Tell the kernel about processes and listeners that predate the agent."""
     maps.seed_identities(identity.running_processes())
-    if not maps.has("tcp_listeners"):
-        return
-    owners = {}
-    for port, pid in listeners.listening_ports().items():
+
+    def owner(pid):
         who = identity.identify(pid)
-        if who:
-            owners[port] = (listeners.cgroup_id(pid, cgroup_root), *who)
-    maps.seed_listeners(owners)
+        return (listeners.cgroup_id(pid, cgroup_root), *who) if who else None
+
+    if maps.has("tcp_listeners"):
+        owners = {port: owner(pid) for port, pid in listeners.listening_ports().items()}
+        maps.seed_listeners({port: o for port, o in owners.items() if o})
+    if maps.has("tcp_preexisting"):
+        rows = [(*conn, owner(pid)) for *conn, pid in preexisting.established()]
+        maps.seed_connections([row for row in rows if row[-1]])
 
 
 def run_agent(cfg):

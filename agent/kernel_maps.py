@@ -137,5 +137,27 @@ class KernelMaps:
             table[table.Key(port)] = leaf
         log.info("found %d TCP listeners already open", len(owners))
 
+    def seed_connections(self, connections):
+        """Connections open before the agent: [(netns, local ip, local port, peer ip,
+        peer port, role, (cgroup id, kind, name bytes))]."""
+        table = self._bpf["tcp_preexisting"]
+        for netns, local, lport, peer, pport, role, (cgroup, kind, name) in connections:
+            key, edge = table.Key(), table.Leaf()
+            key.netns, key.local_port, key.peer_port = netns, lport, pport
+            key.local[:] = local.packed
+            key.peer[:] = peer.packed
+            edge.owner.cgroup_id = cgroup
+            edge.owner.ident = ident_hash(kind, name)
+            edge.local[:] = local.packed
+            edge.peer[:] = peer.packed
+            edge.peer_port = pport if role == 1 else 0
+            edge.role = role
+            try:
+                table[key] = edge
+            except Exception as exc:  # map full
+                log.warning("cannot list every open connection: %s", exc)
+                break
+        log.info("listed %d TCP connections already open", len(connections))
+
     def close(self):
         self._bpf.cleanup()

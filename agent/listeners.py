@@ -11,6 +11,7 @@ import os
 
 log = logging.getLogger(__name__)
 
+TCP_ESTABLISHED = "01"
 TCP_LISTEN = "0A"
 
 
@@ -23,19 +24,27 @@ def _address(hex_addr):
     return ipaddress.ip_address(host)
 
 
-def parse_listen_rows(text):
-    """[(local ip, local port, socket inode)] of the LISTEN rows of /proc/net/tcp{,6}."""
+def parse_tcp_rows(text, state):
+    """[(local ip, local port, remote ip, remote port, inode)] of /proc/net/tcp{,6}
+    rows in `state` (hex, as the file shows it)."""
     out = []
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 10 or fields[3] != TCP_LISTEN:
+        if len(fields) < 10 or fields[3] != state:
             continue
         try:
-            addr, port = fields[1].rsplit(":", 1)
-            out.append((_address(addr), int(port, 16), int(fields[9])))
+            local, local_port = fields[1].rsplit(":", 1)
+            remote, remote_port = fields[2].rsplit(":", 1)
+            out.append((_address(local), int(local_port, 16), _address(remote),
+                        int(remote_port, 16), int(fields[9])))
         except ValueError:
             continue
     return out
+
+
+def parse_listen_rows(text):
+    """[(local ip, local port, socket inode)] of the LISTEN rows of /proc/net/tcp{,6}."""
+    return [(ip, port, inode) for ip, port, _, _, inode in parse_tcp_rows(text, TCP_LISTEN)]
 
 
 def parse_proc_net_tcp(text):

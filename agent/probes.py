@@ -61,9 +61,20 @@ CATALOGUE = (
     # The service graph: request/response exchanges per connection, from the
     # direction changes of its byte stream; connections' roles and
     # addresses come from inet_sock_set_state.
+    # With BTF, connections open before the agent are adopted on their first
+    # send or receive, by their (netns, 4-tuple) as /proc listed them.
     Probe("tcp_exchanges", "tcp", "tcp.bpf.c",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
-                    "sock:sock_recv_length"), define="TCP_EXCHANGES"),
+                    "sock:sock_recv_length"), define="TCP_EXCHANGES",
+          fields=(("SKC_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),
+                  ("SKC_DADDR_OFFSET", "sock", "__sk_common.skc_daddr", 4),
+                  ("SKC_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_rcv_saddr", 4),
+                  ("SKC_DPORT_OFFSET", "sock", "__sk_common.skc_dport", 2),
+                  ("SKC_NUM_OFFSET", "sock", "__sk_common.skc_num", 2),
+                  ("SKC_V6_DADDR_OFFSET", "sock", "__sk_common.skc_v6_daddr", 16),
+                  ("SKC_V6_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_v6_rcv_saddr", 16),
+                  ("SKC_NET_OFFSET", "sock", "__sk_common.skc_net", 8),
+                  ("NET_NS_INUM_OFFSET", "net", "ns.inum", 4))),
     # Every send and receive on every socket.  No raw variant: it would need
     # two bpf_probe_read_kernel() calls for family and protocol, which cost
     # more here (40 ns each) than formatting the classic tracepoint's fields.

@@ -23,6 +23,7 @@
 #define PHASE_IDLE 0
 #define PHASE_REQUEST 1
 #define PHASE_RESPONSE 2
+#define BYTES_FLUSH_NS 1000000000ULL
 
 /* One side of a connection in the service graph: who (owner), in which role,
  * between which addresses.  A client's peer is the server's ip:port; a
@@ -46,6 +47,7 @@ struct tcp_sock_info {
 	u64 last_response_ns;
 	u64 unflushed_sent;
 	u64 unflushed_received;
+	u64 flushed_ns;
 	u32 phase;
 	u32 pad;
 #endif
@@ -110,9 +112,10 @@ static __always_inline void copy_address(u8 *dst, u16 family, const u8 *v4, cons
 	}
 }
 
-/* Close the exchange in progress (if its response has begun) and move the
- * connection's byte counts onto its edge. */
-static __always_inline void edge_flush(struct tcp_sock_info *i)
+/* Close the exchange in progress (if its response has begun) and, at close
+ * or at most once a second, move the connection's byte counts onto its edge:
+ * a hash update per exchange would cost more than the rest of the tracking. */
+static __always_inline void edge_flush(struct tcp_sock_info *i, u64 now, int closing)
 {
 	if (i->phase == PHASE_RESPONSE) {
 		u64 ns = i->last_response_ns - i->exchange_start_ns;
@@ -122,7 +125,8 @@ static __always_inline void edge_flush(struct tcp_sock_info *i)
 		hist_add(edge_latency.lookup_or_try_init(&k, &zero), ns, DROP_EDGE_LATENCY);
 		i->phase = PHASE_IDLE;
 	}
-	if (i->unflushed_sent || i->unflushed_received) {
+	if ((i->unflushed_sent || i->unflushed_received) &&
+	    (closing || now - i->flushed_ns >= BYTES_FLUSH_NS)) {
 		struct edge_stats *e = edge_stats_of(&i->edge);
 		if (e) {
 			__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
@@ -130,8 +134,63 @@ static __always_inline void edge_flush(struct tcp_sock_info *i)
 		}
 		i->unflushed_sent = 0;
 		i->unflushed_received = 0;
+		i->flushed_ns = now;
 	}
 }
+
+#ifdef TCP_EXCHANGES_BTF
+/* A connection as /proc/net/tcp lists it: ports in host order. */
+struct conn_key {
+	u32 netns;
+	u16 local_port;
+	u16 peer_port;
+	u8 local[16];
+	u8 peer[16];
+};
+
+/* Connections open before the agent started, found in /proc by user space:
+ * adopted into tcp_sockets on their first send or receive. */
+BPF_HASH(tcp_preexisting, struct conn_key, struct edge_key, TCP_MAX_PREEXISTING);
+
+static __always_inline void read_address(u8 *dst, u16 family, const void *sk, u32 v4, u32 v6)
+{
+	if (family == AF_INET6_) {
+		bpf_probe_read_kernel(dst, 16, sk + v6);
+	} else {
+		dst[10] = 0xff;
+		dst[11] = 0xff;
+		bpf_probe_read_kernel(dst + 12, 4, sk + v4);
+	}
+}
+
+/* An untracked socket: adopt it if user space listed it, else remember that
+ * it is not ours, so the next send does not read it all again. */
+static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
+{
+	struct conn_key k = {};
+	struct tcp_sock_info info = {};
+	u16 family = 0, dport = 0;
+	void *net = 0;
+	bpf_probe_read_kernel(&family, sizeof(family), sk + SKC_FAMILY_OFFSET);
+	bpf_probe_read_kernel(&net, sizeof(net), sk + SKC_NET_OFFSET);
+	if (net)
+		bpf_probe_read_kernel(&k.netns, sizeof(k.netns), net + NET_NS_INUM_OFFSET);
+	bpf_probe_read_kernel(&k.local_port, sizeof(k.local_port), sk + SKC_NUM_OFFSET);
+	bpf_probe_read_kernel(&dport, sizeof(dport), sk + SKC_DPORT_OFFSET);
+	k.peer_port = bpf_ntohs(dport);
+	read_address(k.local, family, sk, SKC_RCV_SADDR_OFFSET, SKC_V6_RCV_SADDR_OFFSET);
+	read_address(k.peer, family, sk, SKC_DADDR_OFFSET, SKC_V6_DADDR_OFFSET);
+	struct edge_key *listed = tcp_preexisting.lookup(&k);
+	if (listed) {
+		info.edge = *listed;
+		info.owner = listed->owner;
+		tcp_preexisting.delete(&k);
+	}
+	u64 key = (u64)sk;
+	tcp_sockets.update(&key, &info);
+	return listed ? tcp_sockets.lookup(&key) : 0;
+}
+#endif
 
 /* Request/response exchanges from the direction of the byte stream: for a
  * server a request starts with the first bytes received after it sent (or
@@ -141,12 +200,16 @@ static __always_inline void edge_track(const void *sk, int ret, int sent)
 {
 	u64 key = (u64)sk;
 	struct tcp_sock_info *i = tcp_sockets.lookup(&key);
+#ifdef TCP_EXCHANGES_BTF
+	if (!i)
+		i = tcp_adopt(sk);
+#endif
 	if (!i || !i->edge.role)
 		return;
 	u64 now = bpf_ktime_get_ns();
 	if ((i->edge.role == ROLE_CLIENT) == (sent != 0)) {
 		if (i->phase == PHASE_RESPONSE)
-			edge_flush(i);
+			edge_flush(i, now, 0);
 		if (i->phase == PHASE_IDLE) {
 			i->exchange_start_ns = now;
 			i->phase = PHASE_REQUEST;
@@ -250,6 +313,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		struct tcp_sock_info *info = tcp_sockets.lookup(&sk);
 		if (!info)
 			return 0;
+		if (!(info->owner.ident | info->owner.cgroup_id)) {
+			/* Not ours (see tcp_adopt) or of an unknown listener. */
+			tcp_sockets.delete(&sk);
+			return 0;
+		}
 		if ((c = tcp_counters_of(&info->owner))) {
 			if (from == TCP_STATE_SYN_SENT)
 				__sync_fetch_and_add(&c->connect_failed, 1);
@@ -262,7 +330,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			if (e)
 				__sync_fetch_and_add(&e->failed, 1);
 		}
-		edge_flush(info);
+		edge_flush(info, bpf_ktime_get_ns(), 1);
 #endif
 		tcp_sockets.delete(&sk);
 	}
@@ -294,7 +362,7 @@ static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
 {
 	u64 key = (u64)sk;
 	struct tcp_sock_info *info = tcp_sockets.lookup(&key);
-	if (!info || !srtt_us)
+	if (!info || !srtt_us || !(info->owner.ident | info->owner.cgroup_id))
 		return;
 	u64 ns = (u64)srtt_us * 1000;
 	struct tcp_hist_key hk = {.owner = info->owner, .slot = log2_slot(ns)};

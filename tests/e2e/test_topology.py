@@ -1,11 +1,12 @@
 """The service graph of a small shop: gateway -> orders -> payment."""
 
 import json
+import subprocess
 import time
 
 import pytest
 
-from tests.e2e.agent_process import value
+from tests.e2e.agent_process import Agent, value
 from tests.e2e.workloads import PAYMENT_DELAY, run_named
 
 REQUESTS = 30
@@ -63,3 +64,36 @@ def test_bad_window_is_a_clear_400(agent):
         agent.get("/api/graph?window=soon")
     assert err.value.code == 400
     assert b"not a duration like 60s" in err.value.read()
+
+
+def test_connections_opened_before_the_agent_still_appear(shop, tmp_path):
+    ip, port = shop["orders"]
+    client = run_named("early-gateway", f"""
+        import socket, sys
+        f = socket.create_connection(({ip!r}, {port})).makefile("rwb", buffering=0)
+        f.write(b"req\\n")
+        f.readline()
+        print("connected", flush=True)
+        for line in sys.stdin:
+            f.write(b"req\\n")
+            f.readline()
+        print("done", flush=True)
+    """, wait=False, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "connected"
+        late = Agent("--probes", "tcp", log_path=tmp_path / "agent.log")
+        try:
+            client.stdin.write("go\n" * 10)
+            client.stdin.close()
+            assert client.stdout.readline().strip() == "done"
+            client.wait(timeout=10)
+            time.sleep(0.5)
+            _, edges = graph_edges(late)
+        finally:
+            late.stop()
+    finally:
+        client.kill()
+    assert edges[("early-gateway", "orders")]["client_requests"] == 10, edges
+    assert edges[("early-gateway", "orders")]["server_requests"] >= 9, edges
+    # orders -> payment was opened before the agent too, by the first request.
+    assert edges[("orders", "payment")]["requests"] >= 9, edges

@@ -25,7 +25,6 @@ from exporters.prometheus import TaskscopeCollector
 from exporters.service_graph import ServiceGraphCollector
 from topology import render
 from topology.export import to_json
-from topology.wire import to_wire
 
 log = logging.getLogger("taskscope")
 
@@ -219,7 +218,7 @@ def run_agent(cfg):
         server.routes.update(graph_api.graph_routes(
             lambda window: to_json(graph.graph(window)),
             config.parse_duration(cfg.graph_window), graph.max_window,
-            sides_of=lambda window: to_wire(graph.window_sides(window), graph.endpoint_table())))
+            sides_of=graph.wire))
         server.registry.register(ServiceGraphCollector(graph))
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()

@@ -7,8 +7,10 @@ import threading
 import time
 
 from agent import endpoints, identity, listeners
+from agent.conntrack import DnatTable
 from agent.histogram import Log2Histogram
 from topology.graph import CLIENT, SERVER, EdgeSide, build_graph, since
+from topology.wire import to_wire
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class ServiceGraph:
         self._endpoint_ttl = endpoint_ttl
         self._endpoints = {}
         self._endpoints_at = float("-inf")
+        self._dnat = DnatTable()
         self.max_window = max_window
         self._interval = interval
         self._readings = collections.deque(maxlen=int(max_window / interval) + 2)
@@ -42,6 +45,7 @@ class ServiceGraph:
 
     def record(self):
         """Keep a reading for later windows; called every `interval` seconds."""
+        self._dnat.refresh()  # catch NAT entries while they last
         with self._lock:
             self._readings.append((time.monotonic(), self.sides()))
 
@@ -63,6 +67,7 @@ class ServiceGraph:
                     table[address] = self._resolver.resolve(
                         listeners.cgroup_id(pid, self._cgroup_root), identity.ident_hash(*who))
             self._endpoints, self._endpoints_at = table, time.monotonic()
+            self._dnat.refresh()
         return {k: v for k, v in self._endpoints.items() if self._owns(k[0])}
 
     def _owns(self, ip):
@@ -80,11 +85,14 @@ class ServiceGraph:
             latency = Log2Histogram()
             for slot, count, sum_ns in slots:
                 latency.add(slot, count, sum_ns)
+            peer, peer_port = ipaddress.ip_address(bytes(key.peer)), key.peer_port
+            if role == CLIENT:
+                # A virtual IP the node DNATs: name the backend it reached.
+                peer, peer_port = self._dnat.backend(peer, peer_port) or (peer, peer_port)
             side = EdgeSide(
                 service=self._resolver.resolve(key.owner.cgroup_id, key.owner.ident),
                 role=role, local=ipaddress.ip_address(bytes(key.local)),
-                peer=ipaddress.ip_address(bytes(key.peer)), peer_port=key.peer_port,
-                latency=latency, key=bytes(key))
+                peer=peer, peer_port=peer_port, latency=latency, key=bytes(key))
             if stats is not None:
                 side.connections, side.failed = stats.connections, stats.failed
                 side.sent_bytes, side.received_bytes = stats.sent_bytes, stats.received_bytes
@@ -101,6 +109,11 @@ class ServiceGraph:
             older = [r for t, r in self._readings if t <= cutoff]
             earlier = older[-1] if older else (self._readings[0][1] if self._readings else [])
         return since(sides, earlier)
+
+    def wire(self, window=None):
+        """What the collector asks for: sides and the listener table."""
+        table = self.endpoint_table()
+        return to_wire(self.window_sides(window), table)
 
     def graph(self, window=None):
         """The graph of the last `window` seconds (None: since the agent started)."""

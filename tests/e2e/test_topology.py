@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.e2e.agent_process import Agent, value
-from tests.e2e.workloads import PAYMENT_DELAY, run_named
+from tests.e2e.workloads import PAYMENT_DELAY, run_named, sh
 
 REQUESTS = 30
 
@@ -97,3 +97,40 @@ def test_connections_opened_before_the_agent_still_appear(shop, tmp_path):
     assert edges[("early-gateway", "orders")]["server_requests"] >= 9, edges
     # orders -> payment was opened before the agent too, by the first request.
     assert edges[("orders", "payment")]["requests"] >= 9, edges
+
+
+VIRTUAL_IP, VIRTUAL_PORT = "198.18.100.1", 80
+
+
+@pytest.fixture
+def virtual_ip(shop, netns_pair):
+    """VIRTUAL_IP:80 DNATed (iptables, nat OUTPUT) to orders, as kube-proxy does.
+
+    The virtual IP is routed over the veth, so nothing for it ever leaves
+    the machine and the source address is one the namespace can answer.
+    """
+    ip, port = shop["orders"]
+    route = [f"{VIRTUAL_IP}/32", "dev", "ts-e2e-h", "src", netns_pair["client_ip"]]
+    rule = ["-p", "tcp", "-d", VIRTUAL_IP, "--dport", str(VIRTUAL_PORT), "-j", "DNAT",
+            "--to-destination", f"{ip}:{port}"]
+    sh("ip", "route", "add", *route)
+    sh("iptables", "-t", "nat", "-A", "OUTPUT", *rule)
+    yield VIRTUAL_IP, VIRTUAL_PORT
+    sh("iptables", "-t", "nat", "-D", "OUTPUT", *rule, check=False)
+    sh("ip", "route", "del", *route, check=False)
+
+
+def test_a_dnat_virtual_ip_is_resolved_to_the_backend_service(agent, virtual_ip):
+    ip, port = virtual_ip
+    run_named("vip-client", f"""
+        import socket
+        f = socket.create_connection(({ip!r}, {port}), timeout=5).makefile("rwb", buffering=0)
+        for _ in range(5):
+            f.write(b"req\\n")
+            assert f.readline() == b"ok\\n"
+    """)
+    time.sleep(0.5)
+    _, edges = graph_edges(agent)
+    assert ("vip-client", "orders") in edges, [k for k in edges if k[0] == "vip-client"]
+    assert edges["vip-client", "orders"]["client_requests"] == 5
+    assert not [k for k in edges if k[1] == f"{ip}:{port}"]

@@ -1,0 +1,67 @@
+"""Virtual IPs (a Kubernetes ClusterIP, a docker published port) resolved to
+the backend the node DNATs them to, through conntrack.
+
+A client socket keeps the address it connected to; only conntrack knows
+where NAT sent the packets.  Entries are read from /proc/PID/net/nf_conntrack
+of one process per network namespace, and translations are remembered past
+the entries' expiry (bounded), since a graph window outlives TIME_WAIT.
+"""
+
+import collections
+import ipaddress
+import logging
+import os
+
+from agent.endpoints import _read, _v4_mapped
+
+log = logging.getLogger(__name__)
+
+
+def parse_conntrack(text):
+    """[((virtual ip, port), (backend ip, port))] of the TCP entries whose
+    original destination differs from where the reply came from."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if "tcp" not in fields[:4]:
+            continue
+        values = collections.defaultdict(list)
+        for field in fields:
+            key, sep, value = field.partition("=")
+            if sep and key in ("src", "dst", "sport", "dport"):
+                values[key].append(value)
+        try:
+            orig = (ipaddress.ip_address(values["dst"][0]), int(values["dport"][0]))
+            reply = (ipaddress.ip_address(values["src"][1]), int(values["sport"][1]))
+        except (IndexError, ValueError):
+            continue
+        if orig != reply:
+            out.append(((_v4_mapped(orig[0]), orig[1]), (_v4_mapped(reply[0]), reply[1])))
+    return out
+
+
+class DnatTable:
+    """(virtual ip, port) -> (backend ip, port), across network namespaces."""
+
+    def __init__(self, proc="/proc", max_entries=65536):
+        self._proc = proc
+        self._max = max_entries
+        self._map = collections.OrderedDict()
+
+    def refresh(self):
+        namespaces = {}
+        for entry in os.listdir(self._proc):
+            if entry.isdigit():
+                try:
+                    namespaces.setdefault(os.stat(f"{self._proc}/{entry}/ns/net").st_ino, entry)
+                except OSError:
+                    continue
+        for pid in namespaces.values():
+            for virtual, backend in parse_conntrack(_read(f"{self._proc}/{pid}/net/nf_conntrack")):
+                self._map[virtual] = backend
+                self._map.move_to_end(virtual)
+        while len(self._map) > self._max:
+            self._map.popitem(last=False)
+
+    def backend(self, ip, port):
+        return self._map.get((ip, port))

@@ -110,6 +110,19 @@ class KernelMaps:
             self._names.popitem(last=False)
         return entry
 
+    def identity_of(self, tgid):
+        """The identity the kernel gave process `tgid` (at exec, fork or seeding), or None.
+
+        Preferred to /proc: a process that rewrote its title has lost the
+        environment its OTEL_SERVICE_NAME was read from.
+        """
+        table = self._bpf["processes"]
+        try:
+            ident = table[table.Key(tgid)].ident
+        except (KeyError, IndexError):
+            return None
+        return ident or None
+
     def seed_identities(self, processes):
         """Name processes that predate the agent: [(tgid, kind, name bytes)]."""
         table, names = self._bpf["processes"], self._bpf["ident_names"]

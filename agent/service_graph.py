@@ -62,10 +62,13 @@ class ServiceGraph:
         if time.monotonic() - self._endpoints_at > self._endpoint_ttl:
             table = {}
             for address, pid in endpoints.local_endpoints().items():
-                who = identity.identify(pid)
-                if who:
+                ident = self._maps.identity_of(pid)
+                if ident is None:
+                    who = identity.identify(pid)
+                    ident = identity.ident_hash(*who) if who else None
+                if ident is not None:
                     table[address] = self._resolver.resolve(
-                        listeners.cgroup_id(pid, self._cgroup_root), identity.ident_hash(*who))
+                        listeners.cgroup_id(pid, self._cgroup_root), ident)
             self._endpoints, self._endpoints_at = table, time.monotonic()
             self._dnat.refresh()
         return {k: v for k, v in self._endpoints.items() if self._owns(k[0])}

@@ -16,12 +16,12 @@ log = logging.getLogger(__name__)
 DATABASE_PORTS = {1433, 1521, 3306, 5432, 6379, 9042, 11211, 27017}
 
 
-def connection_type(graph, server):
-    node = graph.nodes[server]
-    if node.get("kind") == "external":
-        port = server.rsplit(":", 1)[-1]
-        return "database" if port.isdigit() and int(port) in DATABASE_PORTS else "virtual_node"
-    return ""
+def connection_type(graph, client, server):
+    """database (a well-known database or cache port), virtual_node (a peer no
+    agent owns) or "" (a service calling a service)."""
+    if graph.edges[client, server]["server_ports"] & DATABASE_PORTS:
+        return "database"
+    return "virtual_node" if graph.nodes[server].get("kind") == "external" else ""
 
 
 class ServiceGraphCollector:
@@ -48,7 +48,7 @@ class ServiceGraphCollector:
         try:
             graph = self._graph.graph()
             for source, target, edge in sorted(graph.edges(data=True)):
-                values = [source, target, connection_type(graph, target)]
+                values = [source, target, connection_type(graph, source, target)]
                 requests.add_metric(values, edge["requests"])
                 failed.add_metric(values, edge["failed"])
                 for family, hist in ((client, edge["client_latency"]),

@@ -77,7 +77,7 @@ def _edge(graph, source, target, source_kind, target_kind):
     if not graph.has_edge(source, target):
         graph.add_edge(source, target, client_latency=Log2Histogram(),
                        server_latency=Log2Histogram(), connections=0, failed=0,
-                       sent_bytes=0, received_bytes=0, sides=set())
+                       sent_bytes=0, received_bytes=0, sides=set(), server_ports=set())
     return graph.edges[source, target]
 
 
@@ -98,6 +98,7 @@ def build_graph(sides, endpoint_service):
             server, kind = endpoint_name(side.peer, side.peer_port), "external"
         edge = _edge(graph, side.service, server, "service", kind)
         edge["client_latency"].merge(side.latency)
+        edge["server_ports"].add(side.peer_port)
         _add_counts(edge, side, CLIENT)
         callers.setdefault((side.local, server), set()).add(side.service)
     for side in (s for s in sides if s.role == SERVER):

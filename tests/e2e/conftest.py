@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -54,10 +55,12 @@ def netns_pair():
 
 
 # A line-protocol server: answers "ok" to each line after `delay` seconds,
-# first asking `upstream` (host:port) over one kept-alive connection.
+# first asking `upstream` (host:port) and PINGing the redis at `cache`, each
+# over one kept-alive connection.
 SERVER = """
 import socket, sys, threading, time
-ip, port, delay, upstream = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+ip, port, delay, upstream, cache = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]),
+                                    sys.argv[4], sys.argv[5])
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((ip, port))
@@ -69,11 +72,18 @@ def serve(conn):
     if upstream != "-":
         host, up_port = upstream.rsplit(":", 1)
         up = socket.create_connection((host, int(up_port))).makefile("rwb", buffering=0)
+    redis = None
+    if cache != "-":
+        host, cache_port = cache.rsplit(":", 1)
+        redis = socket.create_connection((host, int(cache_port))).makefile("rwb", buffering=0)
     f = conn.makefile("rwb", buffering=0)
     while f.readline():
         if up:
             up.write(b"req\\n")
             up.readline()
+        if redis:
+            redis.write(b"PING\\r\\n")
+            redis.readline()
         time.sleep(delay)
         f.write(b"ok\\n")
     conn.close()
@@ -85,12 +95,24 @@ while True:
 
 
 @pytest.fixture
-def shop(netns_pair):
+def shop(netns_pair, tmp_path):
+    """orders -> payment (40 ms) and orders -> cart-cache (a real redis-server,
+    which rewrites its process title: its name must come from exec time)."""
     ns, ip = netns_pair["ns"], netns_pair["server_ip"]
-    procs = []
-    for service, port, delay, upstream in (("payment", 9102, PAYMENT_DELAY, "-"),
-                                            ("orders", 9101, 0.005, f"{ip}:9102")):
-        proc = run_named(service, SERVER, ip, port, delay, upstream, netns=ns, wait=False,
+    env = dict(os.environ, OTEL_SERVICE_NAME="cart-cache")
+    redis = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "redis-server", "--bind", ip, "--port", "6379", "--save", "",
+         "--appendonly", "no", "--protected-mode", "no", "--dir", str(tmp_path)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [redis]
+    for _ in range(100):  # wait for its listener without connecting (no stray edge)
+        if sh("ip", "netns", "exec", ns, "ss", "-Hltn", "sport", "=", ":6379").stdout.strip():
+            break
+        time.sleep(0.05)
+    for service, port, delay, upstream, cache in (
+            ("payment", 9102, PAYMENT_DELAY, "-", "-"),
+            ("orders", 9101, 0.005, f"{ip}:9102", f"{ip}:6379")):
+        proc = run_named(service, SERVER, ip, port, delay, upstream, cache, netns=ns, wait=False,
                          stdout=subprocess.PIPE, text=True)
         procs.append(proc)
         assert proc.stdout.readline().strip() == "listening"

@@ -61,7 +61,7 @@ def test_collector_joins_edges_across_agents_and_survives_bad_ones(
     ip, port = shop["orders"]
     run_named("gateway", f"""
         import socket
-        f = socket.create_connection(({ip!r}, {port})).makefile("rwb", buffering=0)
+        f = socket.create_connection(({ip!r}, {port}), timeout=10).makefile("rwb", buffering=0)
         for _ in range({REQUESTS}):
             f.write(b"req\\n")
             f.readline()

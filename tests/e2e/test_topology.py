@@ -23,22 +23,23 @@ def test_shop_edges_counts_and_latency(agent, shop):
     _, before = graph_edges(agent)
     run_named("gateway", f"""
         import socket
-        f = socket.create_connection(({ip!r}, {port})).makefile("rwb", buffering=0)
+        f = socket.create_connection(({ip!r}, {port}), timeout=10).makefile("rwb", buffering=0)
         for _ in range({REQUESTS}):
             f.write(b"req\\n")
             assert f.readline() == b"ok\\n"
     """)
     time.sleep(0.5)  # the last exchange is closed when the connections close
     graph, after = graph_edges(agent)
-    ours = {"gateway", "orders", "payment"}
+    ours = {"gateway", "orders", "payment", "cart-cache"}
     edges = {k: e for k, e in after.items() if set(k) & ours}
-    assert set(edges) == {("gateway", "orders"), ("orders", "payment")}, graph["edges"]
+    assert set(edges) == {("gateway", "orders"), ("orders", "payment"),
+                          ("orders", "cart-cache")}, graph["edges"]
 
     def delta(edge, field):
         return edges[edge][field] - before.get(edge, {}).get(field, 0)
 
     to_orders, to_payment = edges["gateway", "orders"], edges["orders", "payment"]
-    for edge in (("gateway", "orders"), ("orders", "payment")):
+    for edge in (("gateway", "orders"), ("orders", "payment"), ("orders", "cart-cache")):
         assert abs(delta(edge, "requests") - REQUESTS) <= 0.05 * REQUESTS, edges[edge]
         assert delta(edge, "server_requests") == delta(edge, "requests")
         assert delta(edge, "connections") == 1
@@ -56,6 +57,8 @@ def test_shop_edges_counts_and_latency(agent, shop):
     assert value(samples, "traces_service_graph_request_total", **edge) >= REQUESTS
     assert value(samples, "traces_service_graph_request_server_seconds_count", **edge) >= REQUESTS
     assert value(samples, "traces_service_graph_request_client_seconds_count", **edge) >= REQUESTS
+    cache = {"client": "orders", "server": "cart-cache", "connection_type": "database"}
+    assert value(samples, "traces_service_graph_request_total", **cache) >= REQUESTS
 
 
 def test_bad_window_is_a_clear_400(agent):
@@ -70,7 +73,7 @@ def test_connections_opened_before_the_agent_still_appear(shop, tmp_path):
     ip, port = shop["orders"]
     client = run_named("early-gateway", f"""
         import socket, sys
-        f = socket.create_connection(({ip!r}, {port})).makefile("rwb", buffering=0)
+        f = socket.create_connection(({ip!r}, {port}), timeout=10).makefile("rwb", buffering=0)
         f.write(b"req\\n")
         f.readline()
         print("connected", flush=True)

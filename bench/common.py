@@ -1,0 +1,102 @@
+"""Helpers shared by the benchmarks: nginx, wrk, the agent, CPU accounting."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT = os.path.join(REPO, ".venv", "bin", "taskscope")
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        root {dir};
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def start_nginx(workdir, port, conf_text=None):
+    """nginx serving a 613-byte page on 127.0.0.1:port (or `conf_text`), pinned to CPU 0."""
+    with open(os.path.join(workdir, "index.html"), "w") as f:
+        f.write("<html>" + "x" * 600 + "</html>\n")
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write((conf_text or NGINX_CONF).format(dir=workdir, port=port))
+    # nginx on CPU 0 and wrk on CPU 1: the scheduler shuffling them is the
+    # largest source of noise on a two-core machine.
+    subprocess.run(["taskset", "-c", "0", "nginx", "-c", conf], check=True)
+    return conf
+
+
+def wrk(port, seconds, connections, path="/index.html"):
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+                          f"http://127.0.0.1:{port}{path}"],
+                         check=True, capture_output=True, text=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return requests, rate
+
+
+def busy_ticks():
+    """Non-idle CPU ticks of the whole machine; steal (the host's noise) excluded."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, f.readline().split()[1:8])
+    return user + nice + system + irq + softirq
+
+
+def measured_wrk(port, seconds, connections, path="/index.html"):
+    """(requests, requests/s, machine CPU ticks per request) of one round."""
+    before = busy_ticks()
+    requests, rate = wrk(port, seconds, connections, path)
+    return requests, rate, (busy_ticks() - before) / requests
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RunningAgent:
+    def __init__(self, port, extra_args=()):
+        self.url = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        self.proc = subprocess.Popen([AGENT, "agent", "--listen", f"127.0.0.1:{port}", *extra_args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            if self.proc.poll() is not None:
+                sys.exit(f"the agent exited with {self.proc.returncode}")
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.startup = time.monotonic() - started
+
+    def scrape_seconds(self):
+        started = time.monotonic()
+        urllib.request.urlopen(self.url + "/metrics", timeout=10).read()
+        return time.monotonic() - started
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)

@@ -25,6 +25,7 @@ from exporters.prometheus import TaskscopeCollector
 from exporters.service_graph import ServiceGraphCollector
 from topology import render
 from topology.export import to_json
+from topology.prometheus_source import PrometheusError, graph_from_prometheus
 
 log = logging.getLogger("taskscope")
 
@@ -74,8 +75,12 @@ def build_parser():
                     "(joining edges that cross nodes) at /api/graph, .svg, .dot and "
                     "Grafana's Node Graph API; agents that fail are left out and counted "
                     "in taskscope_collector_agent_up/_failures_total on /metrics.")
-    collector.add_argument("--agent", action="append", required=True, metavar="URL",
-                           help="an agent's base URL, e.g. http://node1:9810 (repeat)")
+    sources = collector.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--agent", action="append", metavar="URL",
+                         help="an agent's base URL, e.g. http://node1:9810 (repeat)")
+    sources.add_argument("--prometheus", metavar="URL",
+                         help="build the graph from the agents' traces_service_graph_* series "
+                              "in Prometheus (or Thanos, Mimir, VictoriaMetrics) instead")
     collector.add_argument("--listen", default="0.0.0.0:9811", metavar="HOST:PORT",
                            help="where to serve (default 0.0.0.0:9811)")
     collector.add_argument("--graph-window", default="5m", metavar="DURATION",
@@ -99,20 +104,35 @@ def run_collector(args):
     config.apply(cfg, {"listen": args.listen, "graph_window": args.graph_window},
                  "command line")
     logging.getLogger().setLevel(args.log_level.upper())
-    collector = Collector(args.agent, timeout=args.timeout)
     try:
         server = AgentServer(cfg.address, CollectorRegistry(auto_describe=False))
     except OSError as exc:
         raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
-    server.registry.register(CollectorMetrics(collector))
+    if args.prometheus:
+        body_of = prometheus_body(args.prometheus, args.timeout)
+        source = args.prometheus
+    else:
+        collector = Collector(args.agent, timeout=args.timeout)
+        server.registry.register(CollectorMetrics(collector))
+        body_of = lambda window: to_json(collector.graph(window))  # noqa: E731
+        source = f"{len(collector.agent_urls)} agents"
     server.routes.update(graph_api.graph_routes(
-        lambda window: to_json(collector.graph(window)),
-        config.parse_duration(cfg.graph_window), float("inf")))
+        body_of, config.parse_duration(cfg.graph_window), float("inf")))
     server.start()
-    log.info("collecting from %d agents; serving on %s", len(collector.agent_urls), cfg.listen)
+    log.info("building the graph from %s; serving on %s", source, cfg.listen)
     wait_for_signal()
     server.stop()
     return 0
+
+
+def prometheus_body(url, timeout):
+    def body_of(window):
+        try:
+            return graph_from_prometheus(url, window, timeout)
+        except PrometheusError as exc:
+            log.warning("%s", exc)
+            raise
+    return body_of
 
 
 def export_graph(args):

@@ -1,10 +1,8 @@
 """Two agents as if on two nodes, one collector, and the exports."""
 
-import http.server
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -12,21 +10,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.e2e.agent_process import REPO, Agent, free_port
+from tests.fake_http import serving
 from tests.e2e.workloads import run_named
 
 REQUESTS = 20
-
-
-class Garbage(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b'{"sides": [{"service": 7}], "endpoints": "nope"}'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
@@ -44,10 +31,8 @@ def two_nodes(tmp_path, netns_pair):
 
 @pytest.fixture
 def garbage_agent():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(lambda path: b'{"sides": [{"service": 7}], "endpoints": "nope"}') as url:
+        yield url
 
 
 def get(url):

@@ -1,12 +1,11 @@
 """The graph rebuilt from Prometheus, against a recorded query API."""
 
-import http.server
 import json
-import threading
 import urllib.parse
 
 import pytest
 
+from tests.fake_http import serving
 from topology.prometheus_source import PrometheusError, graph_from_prometheus
 
 
@@ -24,29 +23,19 @@ ANSWERS = {
 }
 
 
-class Recorded(http.server.BaseHTTPRequestHandler):
-    answers = ANSWERS
-
-    def do_GET(self):
-        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
-        result = next((v for k, v in self.answers.items() if k in query), [])
-        body = json.dumps({"status": "success",
+def answer(answers):
+    def reply(path):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["query"][0]
+        result = next((v for k, v in answers.items() if k in query), [])
+        return json.dumps({"status": "success",
                            "data": {"resultType": "vector", "result": result}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+    return reply
 
 
 @pytest.fixture
 def prometheus():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorded)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(answer(ANSWERS)) as url:
+        yield url
 
 
 def test_edges_and_quantiles_from_the_query_api(prometheus):
@@ -60,10 +49,10 @@ def test_edges_and_quantiles_from_the_query_api(prometheus):
     assert kinds["10.0.0.9:5432"] == "external" and kinds["orders"] == "service"
 
 
-def test_garbage_from_prometheus_is_a_clear_error(prometheus, monkeypatch):
-    monkeypatch.setattr(Recorded, "answers", {"": [{"metric": {}, "value": "x"}]})
-    with pytest.raises(PrometheusError, match="malformed series"):
-        graph_from_prometheus(prometheus, 300)
+def test_garbage_from_prometheus_is_a_clear_error():
+    with serving(answer({"": [{"metric": {}, "value": "x"}]})) as url:
+        with pytest.raises(PrometheusError, match="malformed series"):
+            graph_from_prometheus(url, 300)
 
 
 def test_unreachable_prometheus_is_a_clear_error():

@@ -64,6 +64,8 @@ def build_parser():
                             f"(default {config.AgentConfig.max_services})")
     agent.add_argument("--graph-window", metavar="DURATION",
                        help="default window of /api/graph, e.g. 60s, 5m, 1h (default 5m)")
+    agent.add_argument("--graph-expiry", metavar="DURATION",
+                       help="forget graph edges idle this long (default 1h)")
     agent.add_argument("--graph-addresses", metavar="CIDRS",
                        help="comma-separated networks this agent speaks for in the graph "
                             "(default: all; on a node, its own and its pods')")
@@ -232,7 +234,8 @@ def run_agent(cfg):
     stop = threading.Event()
     if maps.has("edge_stats"):
         networks = [ipaddress.ip_network(n, strict=False) for n in cfg.graph_addresses]
-        graph = ServiceGraph(maps, resolver, cgroup_root, addresses=networks or None)
+        graph = ServiceGraph(maps, resolver, cgroup_root, addresses=networks or None,
+                             expiry=config.parse_duration(cfg.graph_expiry))
         threading.Thread(target=graph.run_recorder, args=(stop,), name="graph",
                          daemon=True).start()
         server.routes.update(graph_api.graph_routes(

@@ -33,6 +33,7 @@ class AgentConfig:
     max_services: int = 500
     tracefs: str = ""
     graph_window: str = "5m"
+    graph_expiry: str = "1h"
     graph_addresses: tuple = ()
 
     @property
@@ -102,6 +103,7 @@ CHECKS = {
     "max_services": _check_max_services,
     "tracefs": _check_tracefs,
     "graph_window": _check_duration,
+    "graph_expiry": _check_duration,
     "graph_addresses": _check_networks,
 }
 

@@ -91,6 +91,20 @@ class KernelMaps:
             edges.setdefault(bytes(key), [None, [], key])[0] = stats
         return list(edges.values())
 
+    def forget_edges(self, keys):
+        """Delete edge sides (kernel keys without slot, as bytes) from both graph maps."""
+        latency, stats = self._bpf["edge_latency"], self._bpf["edge_stats"]
+        gone = set(keys)
+        for key, _ in self.rows("edge_latency"):
+            slot = key.slot
+            key.slot = 0
+            if bytes(key) in gone:
+                key.slot = slot
+                latency.pop(key, None)
+        for key, _ in self.rows("edge_stats"):
+            if bytes(key) in gone:
+                stats.pop(key, None)
+
     def drops(self):
         table = self._bpf["drops"]
         return {reason: sum(table[ctypes.c_int(reason.value)]) for reason in Drop}

@@ -27,7 +27,7 @@ class ServiceGraph:
     """
 
     def __init__(self, maps, resolver, cgroup_root, max_window=900.0, interval=10.0,
-                 endpoint_ttl=5.0, addresses=None):
+                 endpoint_ttl=5.0, addresses=None, expiry=3600.0):
         self._maps = maps
         self._resolver = resolver
         self._cgroup_root = cgroup_root
@@ -39,6 +39,10 @@ class ServiceGraph:
         self._interval = interval
         self._readings = collections.deque(maxlen=int(max_window / interval) + 2)
         self._lock = threading.Lock()
+        # Edge sides idle this long are deleted from the kernel maps, which
+        # would otherwise fill with every connection pair ever seen.
+        self._expiry = expiry
+        self._last_active = {}  # side key -> (its reading, when it last changed)
         # The addresses this agent speaks for (None: all): on a real node its
         # own and its pods'; the collector joins what other agents own.
         self._addresses = addresses
@@ -46,8 +50,24 @@ class ServiceGraph:
     def record(self):
         """Keep a reading for later windows; called every `interval` seconds."""
         self._dnat.refresh()  # catch NAT entries while they last
+        now, sides = time.monotonic(), self.sides()
         with self._lock:
-            self._readings.append((time.monotonic(), self.sides()))
+            self._readings.append((now, sides))
+        self._expire(now, sides)
+
+    def _expire(self, now, sides):
+        seen = {}
+        for side in sides:
+            previous = self._last_active.get(side.key)
+            changed = previous is None or side.minus(previous[0]).active
+            seen[side.key] = (side, now if changed else previous[1])
+        self._last_active = seen
+        idle = [key for key, (_, since_) in seen.items() if now - since_ > self._expiry]
+        if idle:
+            self._maps.forget_edges(idle)
+            for key in idle:
+                del self._last_active[key]
+            log.info("forgot %d edge sides idle for %.0f s", len(idle), self._expiry)
 
     def run_recorder(self, stop):
         """Record until `stop` (a threading.Event) is set."""

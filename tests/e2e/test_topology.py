@@ -137,3 +137,26 @@ def test_a_dnat_virtual_ip_is_resolved_to_the_backend_service(agent, virtual_ip)
     assert ("vip-client", "orders") in edges, [k for k in edges if k[0] == "vip-client"]
     assert edges["vip-client", "orders"]["client_requests"] == 5
     assert not [k for k in edges if k[1] == f"{ip}:{port}"]
+
+
+def test_idle_edges_expire_from_the_kernel_maps(shop, tmp_path):
+    ip, port = shop["orders"]
+    short = Agent("--probes", "tcp", "--graph-expiry", "1s", log_path=tmp_path / "agent.log")
+    try:
+        run_named("brief-gateway", f"""
+            import socket
+            f = socket.create_connection(({ip!r}, {port}), timeout=10).makefile("rwb", buffering=0)
+            f.write(b"req\\n")
+            f.readline()
+        """)
+        time.sleep(0.5)
+        _, edges = graph_edges(short)
+        assert ("brief-gateway", "orders") in edges
+        # Readings come every 10 s: by the third the edge has been idle > 1 s.
+        deadline = time.monotonic() + 35
+        while time.monotonic() < deadline and "forgot" not in short.log():
+            time.sleep(1)
+        _, edges = graph_edges(short)
+    finally:
+        short.stop()
+    assert ("brief-gateway", "orders") not in edges

@@ -2,30 +2,24 @@
 
 import argparse
 import ipaddress
-import json
 import logging
-import signal
 import sys
 import threading
 import time
-import urllib.request
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import (__version__, bpf_module, btf, config, graph_api, identity, listeners,
-                   preexisting, probes, tracefs)
+from agent import (__version__, bpf_module, btf, collector, config, graph_api, graph_export,
+                   identity, listeners, preexisting, probes, tracefs)
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
-from agent.collector import Collector, CollectorMetrics
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
-from agent.server import AgentServer
+from agent.server import AgentServer, wait_for_signal
 from agent.service_graph import ServiceGraph
 from agent.services import ServiceResolver
 from exporters.prometheus import TaskscopeCollector
 from exporters.service_graph import ServiceGraphCollector
-from topology import render
 from topology.export import to_json
-from topology.prometheus_source import PrometheusError, graph_from_prometheus
 
 log = logging.getLogger("taskscope")
 
@@ -101,86 +95,6 @@ def build_parser():
     return parser
 
 
-def run_collector(args):
-    cfg = config.AgentConfig()
-    config.apply(cfg, {"listen": args.listen, "graph_window": args.graph_window},
-                 "command line")
-    logging.getLogger().setLevel(args.log_level.upper())
-    try:
-        server = AgentServer(cfg.address, CollectorRegistry(auto_describe=False))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
-    if args.prometheus:
-        body_of = prometheus_body(args.prometheus, args.timeout)
-        source = args.prometheus
-    else:
-        collector = Collector(args.agent, timeout=args.timeout)
-        server.registry.register(CollectorMetrics(collector))
-        body_of = lambda window: to_json(collector.graph(window))  # noqa: E731
-        source = f"{len(collector.agent_urls)} agents"
-    server.routes.update(graph_api.graph_routes(
-        body_of, config.parse_duration(cfg.graph_window), float("inf")))
-    server.start()
-    log.info("building the graph from %s; serving on %s", source, cfg.listen)
-    wait_for_signal()
-    server.stop()
-    return 0
-
-
-def prometheus_body(url, timeout):
-    def body_of(window):
-        try:
-            return graph_from_prometheus(url, window, timeout)
-        except PrometheusError as exc:
-            log.warning("%s", exc)
-            raise
-    return body_of
-
-
-def export_graph(args):
-    source = args.source
-    if source.startswith(("http://", "https://")):
-        url = source.rstrip("/")
-        if not url.endswith("/api/graph"):
-            url += "/api/graph"
-        if args.window:
-            config.parse_duration(args.window)
-            url += f"?window={args.window}"
-        try:
-            with urllib.request.urlopen(url, timeout=30) as reply:
-                text = reply.read().decode()
-        except OSError as exc:
-            raise ConfigError(f"cannot fetch {url}: {exc}") from exc
-    else:
-        try:
-            with open(source) as f:
-                text = f.read()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if not (isinstance(body, dict) and isinstance(body.get("nodes"), list)
-            and isinstance(body.get("edges"), list)):
-        raise ConfigError(f"{source}: not a taskscope graph (JSON with nodes and edges)")
-    data = json.dumps(body, indent=2).encode() if args.format == "json" else \
-        render.render(body, args.format)
-    if args.output == "-":
-        sys.stdout.buffer.write(data)
-    else:
-        with open(args.output, "wb") as f:
-            f.write(data)
-    return 0
-
-
-def wait_for_signal():
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    stop.wait()
-
-
 def agent_config(args):
     cfg = config.AgentConfig()
     if args.config:
@@ -249,9 +163,7 @@ def run_agent(cfg):
     log.info("probes up: %s; serving /metrics on %s in %.1f s",
              ", ".join(up), cfg.listen, time.monotonic() - started)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-    stop.wait()
+    wait_for_signal(stop)
     log.info("stopping: detaching probes")
     server.stop()
     maps.close()
@@ -264,9 +176,9 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "collector":
-            return run_collector(args)
+            return collector.serve(args)
         if args.command == "graph":
-            return export_graph(args)
+            return graph_export.run(args)
         cfg = agent_config(args)
     except ConfigError as exc:
         print(f"taskscope: {exc}", file=sys.stderr)

@@ -7,13 +7,20 @@ answers garbage is logged, counted and left out; the rest are still served.
 """
 
 import concurrent.futures
+import functools
 import json
 import logging
 import urllib.request
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from agent import config, graph_api
+from agent.errors import ConfigError
+from agent.server import AgentServer, wait_for_signal
+from topology.export import to_json
 from topology.graph import build_graph
+from topology.prometheus_source import graph_from_prometheus
 from topology.wire import WireError, from_wire
 
 log = logging.getLogger(__name__)
@@ -76,3 +83,30 @@ class CollectorMetrics:
             failures.add_metric([url], self._collector.failures[url])
         yield up
         yield failures
+
+
+def serve(args):
+    """`taskscope collector`: serve the merged graph until SIGTERM/SIGINT."""
+    cfg = config.AgentConfig()
+    config.apply(cfg, {"listen": args.listen, "graph_window": args.graph_window},
+                 "command line")
+    logging.getLogger().setLevel(args.log_level.upper())
+    try:
+        server = AgentServer(cfg.address, CollectorRegistry(auto_describe=False))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
+    if args.prometheus:
+        body_of = functools.partial(graph_from_prometheus, args.prometheus, timeout=args.timeout)
+        source = args.prometheus
+    else:
+        collector = Collector(args.agent, timeout=args.timeout)
+        server.registry.register(CollectorMetrics(collector))
+        body_of = lambda window: to_json(collector.graph(window))  # noqa: E731
+        source = f"{len(collector.agent_urls)} agents"
+    server.routes.update(graph_api.graph_routes(
+        body_of, config.parse_duration(cfg.graph_window), float("inf")))
+    server.start()
+    log.info("building the graph from %s; serving on %s", source, cfg.listen)
+    wait_for_signal()
+    server.stop()
+    return 0

@@ -2,6 +2,7 @@
 
 import http.server
 import logging
+import signal
 import threading
 import urllib.parse
 
@@ -68,3 +69,11 @@ class AgentServer(http.server.ThreadingHTTPServer):
     def stop(self):
         self.shutdown()
         self.server_close()
+
+
+def wait_for_signal(stop=None):
+    """Block until SIGTERM or SIGINT (or `stop` is set by someone else)."""
+    stop = stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    stop.wait()

@@ -3,6 +3,7 @@
 import collections
 import logging
 import os
+import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class CgroupPaths:
         self.rescan_interval = rescan_interval
         self._paths = collections.OrderedDict()
         self._last_scan = float("-inf")
+        self._lock = threading.RLock()  # scrapes and the graph recorder share it
 
     def _scan(self):
         self._last_scan = time.monotonic()
@@ -57,10 +59,11 @@ class CgroupPaths:
         """The path of `cgroup_id`, or None if it was never seen alive."""
         if cgroup_id == ROOT_ID:
             return "/"
-        path = self._paths.get(cgroup_id)
-        if path is None and time.monotonic() - self._last_scan >= self.rescan_interval:
-            self._scan()
+        with self._lock:
             path = self._paths.get(cgroup_id)
-        if path is not None:
-            self._paths.move_to_end(cgroup_id)
-        return path
+            if path is None and time.monotonic() - self._last_scan >= self.rescan_interval:
+                self._scan()
+                path = self._paths.get(cgroup_id)
+            if path is not None:
+                self._paths.move_to_end(cgroup_id)
+            return path

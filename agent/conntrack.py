@@ -11,6 +11,7 @@ import collections
 import ipaddress
 import logging
 import os
+import threading
 
 from agent.endpoints import _read, _v4_mapped
 
@@ -47,6 +48,7 @@ class DnatTable:
         self._proc = proc
         self._max = max_entries
         self._map = collections.OrderedDict()
+        self._lock = threading.Lock()  # the recorder and HTTP threads both refresh
 
     def refresh(self):
         namespaces = {}
@@ -56,12 +58,16 @@ class DnatTable:
                     namespaces.setdefault(os.stat(f"{self._proc}/{entry}/ns/net").st_ino, entry)
                 except OSError:
                     continue
+        found = []
         for pid in namespaces.values():
-            for virtual, backend in parse_conntrack(_read(f"{self._proc}/{pid}/net/nf_conntrack")):
+            found += parse_conntrack(_read(f"{self._proc}/{pid}/net/nf_conntrack"))
+        with self._lock:
+            for virtual, backend in found:
                 self._map[virtual] = backend
                 self._map.move_to_end(virtual)
-        while len(self._map) > self._max:
-            self._map.popitem(last=False)
+            while len(self._map) > self._max:
+                self._map.popitem(last=False)
 
     def backend(self, ip, port):
-        return self._map.get((ip, port))
+        with self._lock:
+            return self._map.get((ip, port))

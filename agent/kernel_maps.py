@@ -6,6 +6,7 @@ Nothing here keeps a copy of a measurement; each scrape reads the maps anew.
 import collections
 import ctypes
 import logging
+import threading
 
 from agent.identity import ident_hash
 from agent.kernel_abi import MAP_SIZES, Drop
@@ -37,6 +38,7 @@ class KernelMaps:
         self._bpf = bpf
         self.probe_status = probe_status  # probe name -> bool (loaded and attached)
         self._names = collections.OrderedDict()
+        self._names_lock = threading.Lock()  # scrapes and the graph recorder share it
         self._name_cache_size = name_cache_size
         self._sizes = {}
 
@@ -111,17 +113,19 @@ class KernelMaps:
 
     def ident_name(self, ident):
         """(kind, name) of an identity, or None; identities never change, so cached."""
-        if ident in self._names:
-            return self._names[ident]
+        with self._names_lock:
+            if ident in self._names:
+                return self._names[ident]
         table = self._bpf["ident_names"]
         try:
             leaf = table[table.Key(ident)]
         except KeyError:
             return None
         entry = (leaf.kind, leaf.name.decode("utf-8", "replace"))
-        self._names[ident] = entry
-        if len(self._names) > self._name_cache_size:
-            self._names.popitem(last=False)
+        with self._names_lock:
+            self._names[ident] = entry
+            if len(self._names) > self._name_cache_size:
+                self._names.popitem(last=False)
         return entry
 
     def identity_of(self, tgid):

@@ -96,7 +96,8 @@ class ServiceGraph:
     def _owns(self, ip):
         if self._addresses is None:
             return True
-        ip = ip.ipv4_mapped or ip if ip.version == 6 else ip
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
         return any(ip in net for net in self._addresses)
 
     def sides(self):

@@ -15,7 +15,7 @@ esac
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(python3 python3-venv python3-bpfcc bpftool graphviz iproute2 procps netbase)
-[ "$dev" = 1 ] && packages+=(iptables nginx-light wrk util-linux systemd redis-server)
+[ "$dev" = 1 ] && packages+=(iptables nginx-light wrk util-linux systemd redis-server prometheus)
 
 updated=0
 apt_update() { [ "$updated" = 1 ] || { apt-get update -q; updated=1; }; }

@@ -1,0 +1,77 @@
+"""A real Prometheus scrapes the agent; its query API sees our series."""
+
+import json
+import math
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.e2e.agent_process import free_port
+from tests.e2e.workloads import run_named
+
+
+@pytest.fixture
+def prometheus(agent, tmp_path):
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: taskscope\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n")
+    listen = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address={listen}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"http://{listen}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def query(base, promql):
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            body = json.loads(reply.read())
+    except OSError:
+        return []
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def eventually(base, promql, timeout=40):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = query(base, promql)
+        if result and all(not math.isnan(float(r["value"][1])) for r in result):
+            return result
+        time.sleep(1)
+    pytest.fail(f"Prometheus never answered {promql!r} with a number")
+
+
+def test_prometheus_scrapes_histograms_and_the_service_graph(prometheus, shop):
+    ip, port = shop["orders"]
+    gateway = run_named("prom-gateway", f"""
+        import socket, time
+        f = socket.create_connection(({ip!r}, {port}), timeout=10).makefile("rwb", buffering=0)
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            f.write(b"req\\n")
+            f.readline()
+    """, wait=False)
+    try:
+        (p50,) = eventually(prometheus, "histogram_quantile(0.5, sum by (le) "
+                                        "(rate(taskscope_runqueue_latency_seconds_bucket[1m])))")
+        assert 0 < float(p50["value"][1]) < 1
+        edge = eventually(prometheus, 'traces_service_graph_request_total'
+                                      '{client="orders", server="payment"}')
+        assert float(edge[0]["value"][1]) > 0
+        eventually(prometheus, 'histogram_quantile(0.95, sum by (le) (rate('
+                               'traces_service_graph_request_server_seconds_bucket'
+                               '{server="payment"}[1m])))')
+    finally:
+        gateway.kill()
+        gateway.wait()

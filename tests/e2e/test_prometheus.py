@@ -12,6 +12,22 @@ import pytest
 from tests.e2e.agent_process import free_port
 from tests.e2e.workloads import run_named
 
+# Answers "ok" to every line, on one connection at a time.
+SERVER = """
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(8)
+print("listening", flush=True)
+while True:
+    conn, _ = srv.accept()
+    f = conn.makefile("rwb", buffering=0)
+    while f.readline():
+        f.write(b"ok\\n")
+    conn.close()
+"""
+
 
 @pytest.fixture
 def prometheus(agent, tmp_path):
@@ -52,9 +68,12 @@ def eventually(base, promql, timeout=40):
     pytest.fail(f"Prometheus never answered {promql!r} with a number")
 
 
-def test_prometheus_scrapes_histograms_and_the_service_graph(prometheus, shop):
-    ip, port = shop["orders"]
-    gateway = run_named("prom-gateway", f"""
+def test_prometheus_scrapes_histograms_and_the_service_graph(prometheus, netns_pair):
+    ip, port = netns_pair["server_ip"], 9301
+    server = run_named("prom-server", SERVER, ip, port, netns=netns_pair["ns"], wait=False,
+                       stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "listening"
+    client = run_named("prom-client", f"""
         import socket, time
         f = socket.create_connection(({ip!r}, {port}), timeout=10).makefile("rwb", buffering=0)
         deadline = time.monotonic() + 8
@@ -67,11 +86,12 @@ def test_prometheus_scrapes_histograms_and_the_service_graph(prometheus, shop):
                                         "(rate(taskscope_runqueue_latency_seconds_bucket[1m])))")
         assert 0 < float(p50["value"][1]) < 1
         edge = eventually(prometheus, 'traces_service_graph_request_total'
-                                      '{client="orders", server="payment"}')
+                                      '{client="prom-client", server="prom-server"}')
         assert float(edge[0]["value"][1]) > 0
         eventually(prometheus, 'histogram_quantile(0.95, sum by (le) (rate('
                                'traces_service_graph_request_server_seconds_bucket'
-                               '{server="payment"}[1m])))')
+                               '{server="prom-server"}[1m])))')
     finally:
-        gateway.kill()
-        gateway.wait()
+        for proc in (client, server):
+            proc.kill()
+            proc.wait()

@@ -10,24 +10,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.agent_process import free_port
-from tests.e2e.workloads import run_named
-
-# Answers "ok" to every line, on one connection at a time.
-SERVER = """
-import socket, sys
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(8)
-print("listening", flush=True)
-while True:
-    conn, _ = srv.accept()
-    f = conn.makefile("rwb", buffering=0)
-    while f.readline():
-        f.write(b"ok\\n")
-    conn.close()
-"""
-
+from tests.e2e.workloads import LINE_SERVER, run_named
 
 @pytest.fixture
 def prometheus(agent, tmp_path):
@@ -70,7 +53,7 @@ def eventually(base, promql, timeout=40):
 
 def test_prometheus_scrapes_histograms_and_the_service_graph(prometheus, netns_pair):
     ip, port = netns_pair["server_ip"], 9301
-    server = run_named("prom-server", SERVER, ip, port, netns=netns_pair["ns"], wait=False,
+    server = run_named("prom-server", LINE_SERVER, ip, port, netns=netns_pair["ns"], wait=False,
                        stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "listening"
     client = run_named("prom-client", f"""

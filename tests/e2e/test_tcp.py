@@ -6,37 +6,17 @@ import time
 import pytest
 
 from tests.e2e.agent_process import Agent, value
-from tests.e2e.workloads import run_named, sh
+from tests.e2e.workloads import LINE_SERVER, run_named, sh
 
 CONNECTS = 20
 PAYLOAD = 1000
-
-# Answers "ok" to every chunk that ends a line; drains everything else.
-SERVER = """
-import socket, sys
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(64)
-print("listening", flush=True)
-while True:
-    conn, _ = srv.accept()
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            break
-        if data.endswith(b"\\n"):
-            conn.sendall(b"ok\\n")
-    conn.close()
-"""
-
 
 @pytest.fixture
 def server(netns_pair):
     procs = []
 
     def start(port, service):
-        proc = run_named(service, SERVER, netns_pair["server_ip"], port,
+        proc = run_named(service, LINE_SERVER, netns_pair["server_ip"], port,
                          netns=netns_pair["ns"], wait=False, stdout=subprocess.PIPE, text=True)
         procs.append(proc)
         assert proc.stdout.readline().strip() == "listening"

@@ -52,3 +52,23 @@ def busy_loops(n, cpu):
 
 def sh(*cmd, check=True):
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+# Answers "ok" to every chunk that ends a line; drains everything else.
+LINE_SERVER = """
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(64)
+print("listening", flush=True)
+while True:
+    conn, _ = srv.accept()
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        if data.endswith(b"\\n"):
+            conn.sendall(b"ok\\n")
+    conn.close()
+"""

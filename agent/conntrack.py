@@ -10,10 +10,10 @@ the entries' expiry (bounded), since a graph window outlives TIME_WAIT.
 import collections
 import ipaddress
 import logging
-import os
 import threading
 
-from agent.endpoints import _read, _v4_mapped
+from agent import procfs
+from topology.graph import v4_mapped
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def parse_conntrack(text):
         except (IndexError, ValueError):
             continue
         if orig != reply:
-            out.append(((_v4_mapped(orig[0]), orig[1]), (_v4_mapped(reply[0]), reply[1])))
+            out.append(((v4_mapped(orig[0]), orig[1]), (v4_mapped(reply[0]), reply[1])))
     return out
 
 
@@ -51,16 +51,9 @@ class DnatTable:
         self._lock = threading.Lock()  # the recorder and HTTP threads both refresh
 
     def refresh(self):
-        namespaces = {}
-        for entry in os.listdir(self._proc):
-            if entry.isdigit():
-                try:
-                    namespaces.setdefault(os.stat(f"{self._proc}/{entry}/ns/net").st_ino, entry)
-                except OSError:
-                    continue
         found = []
-        for pid in namespaces.values():
-            found += parse_conntrack(_read(f"{self._proc}/{pid}/net/nf_conntrack"))
+        for pid in procfs.netns_members(self._proc).values():
+            found += parse_conntrack(procfs.read_text(f"{self._proc}/{pid}/net/nf_conntrack"))
         with self._lock:
             for virtual, backend in found:
                 self._map[virtual] = backend

@@ -5,9 +5,10 @@ wildcard listener answers on every address of its namespace.
 """
 
 import ipaddress
-import os
 
-from agent.listeners import _socket_inodes, parse_listen_rows
+from agent import procfs
+from agent.listeners import parse_listen_rows
+from topology.graph import v4_mapped
 
 
 def parse_fib_trie_locals(text):
@@ -37,41 +38,21 @@ def parse_if_inet6(text):
     return out
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def local_endpoints(proc="/proc"):
-    """{(ip_address, port): pid} of every TCP listener, wildcards expanded."""
-    pids = [int(e) for e in os.listdir(proc) if e.isdigit()]
-    namespaces = {}  # netns inode -> a pid inside it
-    for pid in pids:
-        try:
-            namespaces.setdefault(os.stat(f"{proc}/{pid}/ns/net").st_ino, pid)
-        except OSError:
-            continue
+    """{(ip_address, port): pid} of every TCP listener, wildcards expanded;
+    addresses v4-mapped, as the kernel side keys them."""
+    all_pids = procfs.pids(proc)
     listening = {}  # socket inode -> (ip, port, netns addresses)
-    for pid in namespaces.values():
-        addresses = parse_fib_trie_locals(_read(f"{proc}/{pid}/net/fib_trie"))
-        addresses |= parse_if_inet6(_read(f"{proc}/{pid}/net/if_inet6"))
+    for pid in procfs.netns_members(proc, all_pids).values():
+        addresses = parse_fib_trie_locals(procfs.read_text(f"{proc}/{pid}/net/fib_trie"))
+        addresses |= parse_if_inet6(procfs.read_text(f"{proc}/{pid}/net/if_inet6"))
         for name in ("tcp", "tcp6"):
-            for ip, port, inode in parse_listen_rows(_read(f"{proc}/{pid}/net/{name}")):
+            for ip, port, inode in parse_listen_rows(procfs.read_text(f"{proc}/{pid}/net/{name}")):
                 listening[inode] = (ip, port, addresses)
     endpoints = {}
-    for pid in pids:
-        for inode in _socket_inodes(pid, proc) & listening.keys():
+    for pid in all_pids:
+        for inode in procfs.socket_inodes(pid, proc) & listening.keys():
             ip, port, addresses = listening[inode]
             for address in (addresses if ip.is_unspecified else {ip}):
-                endpoints.setdefault((_v4_mapped(address), port), pid)
+                endpoints.setdefault((v4_mapped(address), port), pid)
     return endpoints
-
-
-def _v4_mapped(address):
-    """The kernel side keys IPv4 as ::ffff:a.b.c.d; so does this table."""
-    if address.version == 4:
-        return ipaddress.ip_address(b"\0" * 10 + b"\xff\xff" + address.packed)
-    return address

@@ -53,7 +53,8 @@ class Log2Histogram:
         # Slot s lies entirely below 2**(s+1): it belongs to bound exponent s+1.
         by_bound = {}
         for slot, n in self.slots.items():
-            by_bound[max(slot + 1, FIRST_BOUND_EXP)] = by_bound.get(max(slot + 1, FIRST_BOUND_EXP), 0) + n
+            bound = max(slot + 1, FIRST_BOUND_EXP)
+            by_bound[bound] = by_bound.get(bound, 0) + n
         for exp, bound in zip(range(FIRST_BOUND_EXP, LAST_BOUND_EXP + 1), BOUNDS_SECONDS):
             running += by_bound.get(exp, 0)
             out.append((_format_bound(bound), running))

@@ -6,8 +6,8 @@ their samples land on the same kernel keys.
 """
 
 import logging
-import os
 
+from agent import procfs
 from agent.kernel_abi import SERVICE_NAME_LEN, IdentKind
 from agent.services import KERNEL
 
@@ -71,9 +71,8 @@ def identify(pid, proc="/proc"):
 def running_processes(proc="/proc"):
     """[(tgid, kind, name)] for every process /proc lists now."""
     out = []
-    for entry in os.listdir(proc):
-        if entry.isdigit():
-            ident = identify(int(entry), proc)
-            if ident:
-                out.append((int(entry), *ident))
+    for pid in procfs.pids(proc):
+        ident = identify(pid, proc)
+        if ident:
+            out.append((pid, *ident))
     return out

@@ -9,6 +9,8 @@ import ipaddress
 import logging
 import os
 
+from agent import procfs
+
 log = logging.getLogger(__name__)
 
 TCP_ESTABLISHED = "01"
@@ -52,46 +54,17 @@ def parse_proc_net_tcp(text):
     return [(port, inode) for _, port, inode in parse_listen_rows(text)]
 
 
-def _socket_inodes(pid, proc):
-    inodes = set()
-    try:
-        for fd in os.listdir(f"{proc}/{pid}/fd"):
-            try:
-                target = os.readlink(f"{proc}/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
-    except OSError:
-        pass
-    return inodes
-
-
-def _pids(proc):
-    return [int(e) for e in os.listdir(proc) if e.isdigit()]
-
-
 def listening_ports(proc="/proc"):
     """{port: pid} of every TCP listener, across network namespaces."""
-    pids = _pids(proc)
-    seen_netns, listeners = set(), {}
-    for pid in pids:
-        try:
-            netns = os.stat(f"{proc}/{pid}/ns/net").st_ino
-        except OSError:
-            continue
-        if netns in seen_netns:
-            continue
-        seen_netns.add(netns)
+    all_pids = procfs.pids(proc)
+    listeners = {}
+    for pid in procfs.netns_members(proc, all_pids).values():
         for name in ("tcp", "tcp6"):
-            try:
-                with open(f"{proc}/{pid}/net/{name}") as f:
-                    listeners.update({inode: port for port, inode in parse_proc_net_tcp(f.read())})
-            except OSError:
-                continue
+            text = procfs.read_text(f"{proc}/{pid}/net/{name}")
+            listeners.update({inode: port for port, inode in parse_proc_net_tcp(text)})
     ports = {}
-    for pid in pids:
-        for inode in _socket_inodes(pid, proc) & listeners.keys():
+    for pid in all_pids:
+        for inode in procfs.socket_inodes(pid, proc) & listeners.keys():
             ports.setdefault(listeners[inode], pid)
     return ports
 

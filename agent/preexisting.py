@@ -6,35 +6,28 @@ own view of that namespace, no setns needed), tied to their owner through
 receive, by (netns inode, 4-tuple).
 """
 
-import os
-
-from agent.endpoints import _read, _v4_mapped
-from agent.listeners import TCP_ESTABLISHED, TCP_LISTEN, _socket_inodes, parse_tcp_rows
+from agent import procfs
+from agent.listeners import TCP_ESTABLISHED, TCP_LISTEN, parse_tcp_rows
+from topology.graph import v4_mapped
 
 CLIENT_ROLE, SERVER_ROLE = 1, 2  # ROLE_CLIENT / ROLE_SERVER in bpf/tcp.bpf.c
 
 
 def established(proc="/proc"):
     """[(netns, local ip, local port, peer ip, peer port, role, pid)] open now."""
-    pids = [int(e) for e in os.listdir(proc) if e.isdigit()]
-    namespaces = {}
-    for pid in pids:
-        try:
-            namespaces.setdefault(os.stat(f"{proc}/{pid}/ns/net").st_ino, pid)
-        except OSError:
-            continue
+    all_pids = procfs.pids(proc)
     connections = {}  # inode -> (netns, local, lport, peer, pport, role)
-    for netns, pid in namespaces.items():
+    for netns, pid in procfs.netns_members(proc, all_pids).items():
         rows, listening = [], set()
         for name in ("tcp", "tcp6"):
-            text = _read(f"{proc}/{pid}/net/{name}")
+            text = procfs.read_text(f"{proc}/{pid}/net/{name}")
             rows += parse_tcp_rows(text, TCP_ESTABLISHED)
             listening |= {port for _, port, _, _, _ in parse_tcp_rows(text, TCP_LISTEN)}
         for local, lport, peer, pport, inode in rows:
             role = SERVER_ROLE if lport in listening else CLIENT_ROLE
-            connections[inode] = (netns, _v4_mapped(local), lport, _v4_mapped(peer), pport, role)
+            connections[inode] = (netns, v4_mapped(local), lport, v4_mapped(peer), pport, role)
     out = []
-    for pid in pids:
-        for inode in _socket_inodes(pid, proc) & connections.keys():
+    for pid in all_pids:
+        for inode in procfs.socket_inodes(pid, proc) & connections.keys():
             out.append((*connections.pop(inode), pid))
     return out

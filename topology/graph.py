@@ -13,7 +13,7 @@ import networkx as nx
 
 from agent.histogram import Log2Histogram
 
-__all__ = ["EdgeSide", "build_graph", "since", "CLIENT", "SERVER"]
+__all__ = ["EdgeSide", "build_graph", "since", "v4_mapped", "CLIENT", "SERVER"]
 
 CLIENT, SERVER = "client", "server"
 QUANTILES = {"p50_seconds": 0.5, "p95_seconds": 0.95, "p99_seconds": 0.99}
@@ -60,6 +60,13 @@ def since(current, earlier):
         if delta.active:
             out.append(delta)
     return out
+
+
+def v4_mapped(ip):
+    """IPv4 as ::ffff:a.b.c.d, the form the kernel side keys every address in."""
+    if ip.version == 4:
+        return ipaddress.ip_address(b"\0" * 10 + b"\xff\xff" + ip.packed)
+    return ip
 
 
 def endpoint_name(ip, port=None):

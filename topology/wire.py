@@ -7,7 +7,7 @@ import ipaddress
 from agent.errors import TaskscopeError
 from agent.histogram import Log2Histogram
 from agent.kernel_abi import MAX_SLOT
-from topology.graph import CLIENT, SERVER, EdgeSide
+from topology.graph import CLIENT, SERVER, EdgeSide, v4_mapped
 
 __all__ = ["WireError", "to_wire", "from_wire"]
 
@@ -51,9 +51,7 @@ def _ip(value, what):
         ip = ipaddress.ip_address(value)
     except (TypeError, ValueError):
         raise WireError(f"{what}: expected an IP address, got {value!r}") from None
-    if ip.version == 4:  # the kernel side keys IPv4 as v4-mapped IPv6
-        ip = ipaddress.ip_address(b"\0" * 10 + b"\xff\xff" + ip.packed)
-    return ip
+    return v4_mapped(ip)
 
 
 def _port(value, what):

@@ -73,16 +73,21 @@ def module_text(sources):
     return "\n".join(parts)
 
 
-def _compile(bcc, selection, probes):
+def _compile(bcc, selection, probes, trace_unsampled):
     return bcc.BPF(text=module_text(selection.sources(probes)),
-                   cflags=kernel_abi.cflags(selection.defines(probes)))
+                   cflags=kernel_abi.cflags(selection.defines(probes),
+                                            trace_unsampled=trace_unsampled))
 
 
-def load(selection):
-    """Compile and attach `selection`; returns (BPF object, probes that failed)."""
+def load(selection, trace_unsampled=False):
+    """Compile and attach `selection`; returns (BPF object, probes that failed).
+
+    Tracepoint programs attach here; cgroup and uprobe programs are attached
+    by their owners (agent/wire_capture.py, agent/markers.py).
+    """
     bcc = import_bcc()
     try:
-        return _compile(bcc, selection, selection.enabled), {}
+        return _compile(bcc, selection, selection.enabled, trace_unsampled), {}
     except Exception as exc:  # BCC raises bare Exception on compile/attach errors
         log.warning("loading all probes together failed (%s); trying each alone", exc)
     working, failed = [], {}
@@ -91,11 +96,11 @@ def load(selection):
         if probe.group == "core":
             continue
         try:
-            _compile(bcc, selection, core + [probe]).cleanup()
+            _compile(bcc, selection, core + [probe], trace_unsampled).cleanup()
             working.append(probe)
         except Exception as exc:
             log.error("probe %s cannot load and is disabled: %s", probe.name, exc)
             failed[probe.name] = str(exc)
     if not working:
         raise ProbeLoadError("no probe could be loaded; see the errors above")
-    return _compile(bcc, selection, core + working), failed
+    return _compile(bcc, selection, core + working, trace_unsampled), failed

@@ -10,15 +10,17 @@ import time
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent import (__version__, bpf_module, btf, collector, config, graph_api, graph_export,
-                   identity, listeners, preexisting, probes, tracefs)
+                   identity, listeners, preexisting, probes, trace_api, tracefs)
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
 from agent.server import AgentServer, wait_for_signal
 from agent.service_graph import ServiceGraph
 from agent.services import ServiceResolver
+from agent.tracing import Tracing
 from exporters.prometheus import TaskscopeCollector
 from exporters.service_graph import ServiceGraphCollector
+from exporters.trace_metrics import TracingCollector
 from topology.export import to_json
 
 log = logging.getLogger("taskscope")
@@ -31,8 +33,16 @@ latency by device and operation (blockio), TCP connect latency, RTT,
 retransmits, connections and bytes (tcp).  A service is the process's
 OTEL_SERVICE_NAME, else its systemd unit or container, else its name.
 
-Endpoints: /metrics (Prometheus text; OpenMetrics when asked), /healthz, and
-/api/graph: the service graph (who calls whom, requests, p50/p95/p99) as JSON.
+Trace correlation (traces): a thread's run-queue, block-IO and network
+waits while it serves a request whose traceparent (or b3) header it
+received, or between the marker library's task_begin/task_end calls,
+become a trace segment: at /api/traces/ID, and as an OTLP span in that
+trace with --otlp-endpoint.
+
+Endpoints: /metrics (Prometheus text; OpenMetrics, with trace exemplars,
+when asked), /healthz, /api/graph: the service graph (who calls whom,
+requests, p50/p95/p99) as JSON, /api/traces/ID and
+/api/traces?service=S&min_seconds=N (the slowest recent segments).
 Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8).
 Settings come from defaults, then --config FILE (YAML, same keys with
 underscores), then flags.  SIGTERM or SIGINT detaches every probe and exits.
@@ -63,6 +73,15 @@ def build_parser():
     agent.add_argument("--graph-addresses", metavar="CIDRS",
                        help="comma-separated networks this agent speaks for in the graph "
                             "(default: all; on a node, its own and its pods')")
+    agent.add_argument("--otlp-endpoint", metavar="URL",
+                       help="send trace segments as OTLP spans to this collector, e.g. "
+                            "http://otel-collector:4318 (default: no export)")
+    agent.add_argument("--otlp-protocol", choices=("http/protobuf", "grpc"),
+                       help="default http/protobuf; grpc needs taskscope[grpc]")
+    agent.add_argument("--trace-store-size", type=int, metavar="N",
+                       help="trace segments kept for /api/traces (default 10000)")
+    agent.add_argument("--trace-unsampled", action="store_true", default=None,
+                       help="also follow traces whose sampled flag is off")
     agent.add_argument("--tracefs", metavar="DIR",
                        help="tracefs mount point (default: found, or mounted at /sys/kernel/tracing)")
     collector = sub.add_parser(
@@ -139,13 +158,25 @@ def run_agent(cfg):
     for name, absent in selection.missing.items():
         log.warning("probe %s disabled: tracepoint %s not found in %s/events",
                     name, ", ".join(absent), root)
-    bpf, failed = bpf_module.load(selection)
+    spans = None
+    if cfg.otlp_endpoint:
+        from exporters.otlp import SegmentSpans, make_exporter
+        spans = SegmentSpans(make_exporter(cfg.otlp_endpoint, cfg.otlp_protocol),
+                             cfg.max_services)
+    bpf, failed = bpf_module.load(selection, trace_unsampled=cfg.trace_unsampled)
     maps = KernelMaps(bpf, _probe_status(selection, failed))
     cgroup_root = find_cgroup2_mount()
     seed_running_state(maps, cgroup_root)
     resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root))
-    server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services))
     stop = threading.Event()
+    tracing = None
+    if maps.has("segments"):
+        tracing = Tracing(bpf, maps, resolver, cgroup_root, cfg.trace_store_size, spans)
+        tracing.start(stop)
+        server.routes.update(trace_api.store_routes(tracing.store))
+        server.registry.register(TracingCollector(tracing))
+    store = tracing.store if tracing else None
+    server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services, store))
     if maps.has("edge_stats"):
         networks = [ipaddress.ip_network(n, strict=False) for n in cfg.graph_addresses]
         graph = ServiceGraph(maps, resolver, cgroup_root, addresses=networks or None,
@@ -156,7 +187,7 @@ def run_agent(cfg):
             lambda window: to_json(graph.graph(window)),
             config.parse_duration(cfg.graph_window), graph.max_window,
             sides_of=graph.wire))
-        server.registry.register(ServiceGraphCollector(graph))
+        server.registry.register(ServiceGraphCollector(graph, store))
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()
     up = sorted(name for name, ok in maps.probe_status.items() if ok)
@@ -166,6 +197,8 @@ def run_agent(cfg):
     wait_for_signal(stop)
     log.info("stopping: detaching probes")
     server.stop()
+    if tracing:
+        tracing.close()
     maps.close()
     return 0
 

@@ -35,6 +35,10 @@ class AgentConfig:
     graph_window: str = "5m"
     graph_expiry: str = "1h"
     graph_addresses: tuple = ()
+    otlp_endpoint: str = ""
+    otlp_protocol: str = "http/protobuf"
+    trace_store_size: int = 10000
+    trace_unsampled: bool = False
 
     @property
     def address(self):
@@ -96,6 +100,19 @@ def _check_networks(value):
     return None
 
 
+def _check_url(value):
+    ok = isinstance(value, str) and (value == "" or "://" in value or ":" in value)
+    return None if ok else "a URL like http://otel-collector:4318 (empty: no export)"
+
+
+def _check_otlp_protocol(value):
+    return None if value in ("http/protobuf", "grpc") else "http/protobuf or grpc"
+
+
+def _check_bool(value):
+    return None if isinstance(value, bool) else "true or false"
+
+
 CHECKS = {
     "listen": _check_listen,
     "probes": _check_probes,
@@ -105,6 +122,10 @@ CHECKS = {
     "graph_window": _check_duration,
     "graph_expiry": _check_duration,
     "graph_addresses": _check_networks,
+    "otlp_endpoint": _check_url,
+    "otlp_protocol": _check_otlp_protocol,
+    "trace_store_size": _check_max_services,
+    "trace_unsampled": _check_bool,
 }
 
 

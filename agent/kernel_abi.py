@@ -27,6 +27,9 @@ class Drop(enum.IntEnum):
     COUNTER_SLOTS = 7
     EDGE_LATENCY = 8
     EDGE_STATS = 9
+    SEGMENT_RING = 10
+    SEGMENT_RATE = 11
+    SEGMENT_BAD_MARKER = 12
 
 
 class BlockOp(enum.IntEnum):
@@ -52,6 +55,12 @@ MAX_ENV_SCAN = 128
 # tcp_probe fires on every received segment; RTT is sampled on 1 in this
 # many per CPU.
 RTT_SAMPLE_EVERY = 8
+# Trace contexts are looked for in the first this many payload bytes of a
+# request (a power of two).
+SCAN_BYTES = 512
+# Finished trace segments: ring buffer size (pages) and a per-CPU rate cap.
+SEGMENT_RING_PAGES = 64
+SEGMENT_EVENTS_PER_SEC = 2000
 
 # Upper bounds of every BPF map, by the name of the -D flag that sizes it.
 MAP_SIZES = {
@@ -67,6 +76,8 @@ MAP_SIZES = {
     "TCP_HIST_ENTRIES": 32768,
     "EDGE_HIST_ENTRIES": 32768,
     "EDGE_ENTRIES": 16384,
+    "MAX_TRACED_THREADS": 16384,
+    "MAX_PENDING_TRACES": 4096,
 }
 
 
@@ -83,9 +94,13 @@ def pid_slots(path="/proc/sys/kernel/pid_max"):
         return MAX_PID_SLOTS
 
 
-def cflags(defines=(), pid_max_slots=None):
+def cflags(defines=(), pid_max_slots=None, trace_unsampled=False):
     """The -D flags every probe is compiled with, plus probe-specific ones."""
     flags = [
+        f"-DTRACE_UNSAMPLED={int(trace_unsampled)}",
+        f"-DSCAN_BYTES={SCAN_BYTES}",
+        f"-DSEGMENT_RING_PAGES={SEGMENT_RING_PAGES}",
+        f"-DSEGMENT_EVENTS_PER_SEC={SEGMENT_EVENTS_PER_SEC}",
         "-Werror=implicit-function-declaration",
         f"-DPID_SLOTS={pid_max_slots or pid_slots()}",
         f"-DSERVICE_NAME_LEN={SERVICE_NAME_LEN}",

@@ -13,7 +13,7 @@ from agent.tracefs import tracepoint_exists
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("sched", "blockio", "tcp")
+GROUPS = ("sched", "blockio", "tcp", "traces")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,16 @@ CATALOGUE = (
                 ("MM_ENV_START_OFFSET", "mm_struct", "env_start", 8),
                 ("MM_ENV_END_OFFSET", "mm_struct", "env_end", 8)),
     ),
+    # Trace segments: a thread's waits while it works for one trace, filled
+    # by the sched, blockio and tcp probes; begun by the marker library's
+    # uprobes, and by trace contexts read off the wire by cgroup_skb
+    # programs (trace_wire), which open segments at TCP exchanges.  Both
+    # sources must precede the probes that call into them.
+    Probe("trace_segments", "traces", "segments.bpf.c",
+          required=("sched:sched_switch",), define="TRACE_SEGMENTS"),
+    Probe("trace_wire", "traces", "traceparent.bpf.c",
+          required=("sock:inet_sock_set_state", "sock:sock_send_length",
+                    "sock:sock_recv_length"), define="TRACE_WIRE"),
     Probe("runqueue", "sched", "runqueue.bpf.c",
           required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch")),
     Probe("blockio", "blockio", "blockio.bpf.c",

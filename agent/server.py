@@ -27,10 +27,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, body, content_type)
         elif path == "/healthz":
             self._reply(200, b"ok\n", "text/plain")
-        elif path in self.server.routes:
+        elif route := self.server.route_of(path):
             try:
                 params = dict(urllib.parse.parse_qsl(query))
-                status, body, content_type = self.server.routes[path](params)
+                route, tail = route
+                if tail is not None:
+                    params["path_tail"] = tail
+                status, body, content_type = route(params)
             except Exception:
                 log.exception("%s failed", path)
                 status, body, content_type = 500, b"failed; see the agent's log\n", "text/plain"
@@ -58,9 +61,20 @@ class AgentServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address, registry):
         self.registry = registry
-        self.routes = {}  # path -> (query params) -> (status, body bytes, content type)
+        # path -> (query params) -> (status, body bytes, content type); a path
+        # ending in "/" also serves what lies under it, as params["path_tail"].
+        self.routes = {}
         super().__init__(address, _Handler)
         self._thread = None
+
+    def route_of(self, path):
+        """(route, None) for an exact path; (route, rest) for a route whose
+        path ends in "/" and prefixes `path`; None when nothing matches."""
+        if path in self.routes:
+            return self.routes[path], None
+        head, sep, tail = path.rpartition("/")
+        route = self.routes.get(head + sep) if tail else None
+        return (route, urllib.parse.unquote(tail)) if route else None
 
     def start(self):
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)

@@ -71,6 +71,9 @@ static __always_inline void blk_submitted(u32 dev, u64 sector, u32 nr_sector, co
 	blk_key(&k, dev, sector, nr_sector, rq.op);
 	current_owner(&rq.owner);
 	blockio_inflight.update(&k, &rq);
+#ifdef TRACE_SEGMENTS
+	segment_block_submitted();
+#endif
 }
 
 #if defined(HAVE_BLOCK_BLOCK_IO_START)

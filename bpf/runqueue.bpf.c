@@ -72,14 +72,24 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	 * low state bits tell running from sleeping. */
 	if ((args->prev_state & TASK_STATE_MASK) == 0)
 		runqueue_enqueue(prev, now);
+#ifdef TRACE_SEGMENTS
+	segment_switch_out(prev, args->prev_state, now);
+#endif
 
 	if (!next)
 		return 0;
 	u32 *enqueued = runqueue_enqueued.lookup(&next);
-	if (!enqueued || !*enqueued)
+	if (!enqueued || !*enqueued) {
+#ifdef TRACE_SEGMENTS
+		segment_switch_in(next, 0, now);
+#endif
 		return 0;
+	}
 	parked->wait_ns = (u64)((u32)(now >> TICK_SHIFT) - *enqueued) << TICK_SHIFT;
 	parked->tid = next;
 	*enqueued = 0;
+#ifdef TRACE_SEGMENTS
+	segment_switch_in(next, parked->wait_ns, now);
+#endif
 	return 0;
 }

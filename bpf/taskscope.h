@@ -6,6 +6,8 @@
 
 #include <uapi/linux/ptrace.h>
 
+#define IPPROTO_TCP_ 6
+
 /* Whom a sample is charged to: the v2 cgroup of the task and the identity
  * of its process (a hash of its OTEL_SERVICE_NAME or of its comm).  Keying
  * by identity rather than tgid keeps entries from leaking as processes come

@@ -9,6 +9,10 @@
  * recorded where a task is current: at connect() for active opens, at
  * listen() for the listener whose port a passive open arrives on. */
 
+#if defined(TRACE_WIRE) && defined(TCP_EXCHANGES)
+#define TCP_TRACES  /* trace contexts from the wire open segments at exchanges */
+#endif
+
 #define TCP_STATE_ESTABLISHED 1
 #define TCP_STATE_SYN_SENT 2
 #define TCP_STATE_SYN_RECV 3
@@ -16,7 +20,6 @@
 #define TCP_STATE_LISTEN 10
 #define AF_INET_ 2
 #define AF_INET6_ 10
-#define IPPROTO_TCP_ 6
 
 #define ROLE_CLIENT 1
 #define ROLE_SERVER 2
@@ -49,6 +52,9 @@ struct tcp_sock_info {
 	u64 unflushed_received;
 	u64 flushed_ns;
 	u32 phase;
+	u32 traced_tid;     /* thread whose trace segment this connection serves */
+	u16 local_port;
+	u16 peer_port;
 	u32 pad;
 #endif
 };
@@ -184,11 +190,36 @@ static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
 	if (listed) {
 		info.edge = *listed;
 		info.owner = listed->owner;
+		info.local_port = k.local_port;
+		info.peer_port = k.peer_port;
 		tcp_preexisting.delete(&k);
 	}
 	u64 key = (u64)sk;
 	tcp_sockets.update(&key, &info);
 	return listed ? tcp_sockets.lookup(&key) : 0;
+}
+#endif
+
+#ifdef TCP_TRACES
+/* A new request on the connection: the previous one's segment is over, and
+ * if the request carried a trace context (seen by traceparent.bpf.c), the
+ * current thread now works for that trace. */
+static __always_inline void trace_exchange_begins(struct tcp_sock_info *i, u64 sk, u64 now)
+{
+	if (i->traced_tid) {
+		segment_connection_closed(i->traced_tid, sk, now);
+		i->traced_tid = 0;
+	}
+	struct flow f = {.local_port = i->local_port, .peer_port = i->peer_port};
+	__builtin_memcpy(f.local, i->edge.local, 16);
+	__builtin_memcpy(f.peer, i->edge.peer, 16);
+	struct trace_context *found = pending_traces.lookup(&f);
+	if (!found)
+		return;
+	struct trace_context ctx = *found;
+	pending_traces.delete(&f);
+	segment_begin(&ctx, i->edge.role == ROLE_CLIENT ? SEGMENT_CLIENT : SEGMENT_SERVER, sk, now);
+	i->traced_tid = (u32)bpf_get_current_pid_tgid();
 }
 #endif
 
@@ -213,6 +244,9 @@ static __always_inline void edge_track(const void *sk, int ret, int sent)
 		if (i->phase == PHASE_IDLE) {
 			i->exchange_start_ns = now;
 			i->phase = PHASE_REQUEST;
+#ifdef TCP_TRACES
+			trace_exchange_begins(i, key, now);
+#endif
 		}
 	} else if (i->phase != PHASE_IDLE) {
 		i->phase = PHASE_RESPONSE;
@@ -283,6 +317,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		if ((c = tcp_counters_of(&info->owner)))
 			__sync_fetch_and_add(&c->opened_active, 1);
 #ifdef TCP_EXCHANGES
+		/* The source port is picked after SYN_SENT is reported. */
+		info->local_port = args->sport;
+		info->peer_port = args->dport;
+		copy_address(info->edge.local, args->family, args->saddr, args->saddr_v6);
 		struct edge_stats *e = edge_stats_of(&info->edge);
 		if (e)
 			__sync_fetch_and_add(&e->connections, 1);
@@ -298,6 +336,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #ifdef TCP_EXCHANGES
 		info.edge.owner = info.owner;
 		info.edge.role = ROLE_SERVER;
+		info.local_port = args->sport;
+		info.peer_port = args->dport;
 		copy_address(info.edge.local, args->family, args->saddr, args->saddr_v6);
 		copy_address(info.edge.peer, args->family, args->daddr, args->daddr_v6);
 		struct edge_stats *e = edge_stats_of(&info.edge);
@@ -309,6 +349,15 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			__sync_fetch_and_add(&c->opened_passive, 1);
 		return 0;
 	}
+#ifdef TCP_TRACES
+	if (from == TCP_STATE_ESTABLISHED || to == TCP_STATE_CLOSE) {
+		struct tcp_sock_info *info = tcp_sockets.lookup(&sk);
+		if (info && info->traced_tid) {
+			segment_connection_closed(info->traced_tid, sk, bpf_ktime_get_ns());
+			info->traced_tid = 0;
+		}
+	}
+#endif
 	if (to == TCP_STATE_CLOSE) {
 		struct tcp_sock_info *info = tcp_sockets.lookup(&sk);
 		if (!info)
@@ -395,6 +444,12 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 #ifdef TCP_RETRANSMIT
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
+#ifdef TCP_TRACES
+	u64 key = (u64)args->skaddr;
+	struct tcp_sock_info *traced = tcp_sockets.lookup(&key);
+	if (traced && traced->traced_tid)
+		segment_retransmit(traced->traced_tid, key);
+#endif
 	struct owner *o = tcp_owner_of(args->skaddr);
 	struct owner unknown = {};
 	struct tcp_counters *c = tcp_counters_of(o ? o : &unknown);
@@ -413,6 +468,9 @@ static __always_inline void tcp_count_bytes(const void *sk, u16 family, u16 prot
 		return;
 #ifdef TCP_EXCHANGES
 	edge_track(sk, ret, sent);
+#endif
+#ifdef TRACE_SEGMENTS
+	segment_socket_io((u64)sk, sent);
 #endif
 #ifdef TCP_BYTES
 	u32 slot = counter_slot_of_current();

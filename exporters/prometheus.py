@@ -18,6 +18,7 @@ from agent.devices import device_name
 from agent.histogram import Log2Histogram
 from agent.kernel_abi import BlockOp, BlockStage
 from agent.services import LabelBudget
+from exporters.exemplars import exemplar_buckets
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ TCP_BYTES = {
 class TaskscopeCollector:
     """A prometheus_client custom collector over KernelMaps."""
 
-    def __init__(self, maps, resolver, max_services):
+    def __init__(self, maps, resolver, max_services, trace_store=None):
         self._maps = maps
+        self._trace_store = trace_store
         self._resolver = resolver
         self._max_services = max_services
         self._budgets = {}
@@ -106,7 +108,8 @@ class TaskscopeCollector:
             metric = HistogramMetricFamily(family, spec.help,
                                            labels=["service", *spec.extra_labels])
             for labels, hist in sorted(merged.items()):
-                metric.add_metric(list(labels), hist.buckets(), hist.sum_ns / 1e9)
+                buckets = exemplar_buckets(self._trace_store, family, labels[0], hist.buckets())
+                metric.add_metric(list(labels), buckets, hist.sum_ns / 1e9)
             yield metric
 
     def _tcp_counters(self):

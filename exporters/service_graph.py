@@ -10,6 +10,8 @@ import logging
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
+from exporters.exemplars import exemplar_buckets
+
 log = logging.getLogger(__name__)
 
 # Ports that name a database or cache well enough to say so on the edge.
@@ -27,8 +29,9 @@ def connection_type(graph, client, server):
 class ServiceGraphCollector:
     """prometheus_client collector over agent.service_graph.ServiceGraph."""
 
-    def __init__(self, graph):
+    def __init__(self, graph, trace_store=None):
         self._graph = graph
+        self._trace_store = trace_store
 
     def describe(self):
         return []
@@ -54,7 +57,9 @@ class ServiceGraphCollector:
                 for family, hist in ((client, edge["client_latency"]),
                                      (server, edge["server_latency"])):
                     if hist.count:
-                        family.add_metric(values, hist.buckets(), hist.sum_ns / 1e9)
+                        buckets = exemplar_buckets(self._trace_store, family.name, target,
+                                                   hist.buckets())
+                        family.add_metric(values, buckets, hist.sum_ns / 1e9)
         except Exception:  # the scrape path never raises
             log.exception("building the service graph for /metrics failed")
         yield from (requests, failed, client, server)

@@ -1,0 +1,368 @@
+/* Trace segments: what one thread waited for while it worked for one trace.
+ * A segment begins when a thread takes up a traced request (its trace
+ * context found on the wire, see traceparent.bpf.c) or calls the marker
+ * library's taskscope_task_begin(); it ends when the response is complete,
+ * the connection closes, the thread takes up other work, or
+ * taskscope_task_end() is called.  The hooks that fill it live with the
+ * probes that see the waits (runqueue, blockio, tcp): each pays one array
+ * load per event to learn that its thread is not traced.
+ *
+ * Figures pile up as "pending" and are committed when the segment makes
+ * progress (a server's response bytes, a client's response, the end of a
+ * task): what a server waits for after its last response byte (usually
+ * the next request) is not the request's time. */
+
+#define SEGMENT_SERVER 1
+#define SEGMENT_CLIENT 2
+#define SEGMENT_TASK 3
+
+#define CONTEXT_TRACEPARENT 1
+#define CONTEXT_B3 2
+#define CONTEXT_MARKER 3
+
+#define TASK_RUNNING_ 0
+#define TASK_INTERRUPTIBLE_ 1
+#define TASK_UNINTERRUPTIBLE_ 2
+
+struct trace_context {
+	u8 trace_id[16];
+	u8 span_id[8];
+	u8 flags;       /* W3C trace-flags: bit 0 = sampled */
+	u8 source;      /* CONTEXT_* */
+	u8 pad[6];
+};
+
+struct segment_figures {
+	u64 runqueue_ns;    /* runnable, waiting for a CPU */
+	u64 oncpu_ns;
+	u64 blockio_ns;     /* uninterruptible sleep: disk IO, mostly */
+	u64 blockio_count;  /* block requests the thread submitted */
+	u64 network_ns;     /* asleep, then woke to socket data */
+	u64 other_ns;       /* asleep for anything else: locks, timers */
+};
+
+struct segment {
+	struct trace_context ctx;
+	struct owner owner;
+	u32 tgid;
+	u32 tid;
+	u64 sk;             /* the connection (wire segments) */
+	u64 start_ns;
+	u64 end_ns;         /* last commit; 0: none yet */
+	u64 in_ns;          /* last switched in */
+	u64 out_ns;         /* last switched out; 0: on CPU since it began */
+	u64 sleep_ns;       /* last interruptible sleep, not yet classified */
+	u32 out_state;
+	u32 retransmits;
+	u8 role;            /* SEGMENT_* */
+	u8 pad[7];
+	struct segment_figures done;
+	struct segment_figures pending;
+};
+
+struct segment_budget {
+	u64 window_start_ns;
+	u64 sent;
+};
+
+/* tid -> 1 while the thread has a segment: the cheap test on hot paths. */
+BPF_ARRAY(traced_threads, u8, PID_SLOTS);
+BPF_TABLE("lru_hash", u32, struct segment, segments, MAX_TRACED_THREADS);
+BPF_RINGBUF_OUTPUT(segment_events, SEGMENT_RING_PAGES);
+BPF_PERCPU_ARRAY(segment_budget, struct segment_budget, 1);
+/* A segment is too big for the BPF stack: new ones are built here. */
+BPF_PERCPU_ARRAY(segment_scratch, struct segment, 1);
+
+static __always_inline struct segment *segment_of(u32 tid)
+{
+	u8 *traced = traced_threads.lookup(&tid);
+	if (!traced || !*traced)
+		return 0;
+	struct segment *s = segments.lookup(&tid);
+	if (!s)
+		*traced = 0;  /* evicted from the LRU */
+	return s;
+}
+
+static __always_inline void figures_add(struct segment_figures *to, const struct segment_figures *from)
+{
+	to->runqueue_ns += from->runqueue_ns;
+	to->oncpu_ns += from->oncpu_ns;
+	to->blockio_ns += from->blockio_ns;
+	to->blockio_count += from->blockio_count;
+	to->network_ns += from->network_ns;
+	to->other_ns += from->other_ns;
+}
+
+static __always_inline void segment_commit(struct segment *s, u64 now)
+{
+	/* A sleep that ended without socket data to read: not the network. */
+	s->pending.other_ns += s->sleep_ns;
+	s->sleep_ns = 0;
+	if (s->out_ns == 0 || s->in_ns > s->out_ns) {
+		/* On CPU right now: count the time up to here. */
+		u64 since = s->in_ns > s->start_ns ? s->in_ns : s->start_ns;
+		s->pending.oncpu_ns += now - since;
+		s->in_ns = now;
+	}
+	figures_add(&s->done, &s->pending);
+	__builtin_memset(&s->pending, 0, sizeof(s->pending));
+	s->end_ns = now;
+}
+
+/* At most SEGMENT_EVENTS_PER_SEC events per CPU and second; the rest are
+ * counted as dropped. */
+static __always_inline int segment_budget_take(u64 now)
+{
+	u32 zero = 0;
+	struct segment_budget *b = segment_budget.lookup(&zero);
+	if (!b)
+		return 0;
+	if (now - b->window_start_ns >= 1000000000ULL) {
+		b->window_start_ns = now;
+		b->sent = 0;
+	}
+	if (b->sent >= SEGMENT_EVENTS_PER_SEC)
+		return 0;
+	b->sent++;
+	return 1;
+}
+
+static __always_inline void segment_finish(u32 tid, struct segment *s, u64 now)
+{
+	if (!s->end_ns)
+		segment_commit(s, now);
+	if (segment_budget_take(now)) {
+		/* The segment itself is the event: no payload, no header in it,
+		 * only the parsed IDs and the figures. */
+		struct segment *e = segment_events.ringbuf_reserve(sizeof(struct segment));
+		if (e) {
+			__builtin_memcpy(e, s, sizeof(*e));
+			segment_events.ringbuf_submit(e, 0);
+		} else {
+			count_drop(DROP_SEGMENT_RING);
+		}
+	} else {
+		count_drop(DROP_SEGMENT_RATE);
+	}
+	segments.delete(&tid);
+	u8 *traced = traced_threads.lookup(&tid);
+	if (traced)
+		*traced = 0;
+}
+
+static __always_inline int same_trace(const struct trace_context *a, const struct trace_context *b)
+{
+	u8 diff = 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		diff |= a->trace_id[i] ^ b->trace_id[i];
+	return diff == 0;
+}
+
+/* The current thread takes up work for `ctx`.  Work it was doing for
+ * another trace ends here; a nested begin within the same trace (a server
+ * calling downstream with the context it received) changes nothing. */
+static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk, u64 now)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 tid = (u32)pid_tgid;
+	struct segment *s = segment_of(tid);
+	if (s) {
+		if (same_trace(&s->ctx, ctx))
+			return;
+		segment_finish(tid, s, now);
+	}
+	u8 *traced = traced_threads.lookup(&tid);
+	if (!traced) {
+		count_drop(DROP_PID_OUT_OF_RANGE);
+		return;
+	}
+	u32 zero = 0;
+	struct segment *fresh = segment_scratch.lookup(&zero);
+	if (!fresh)
+		return;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	fresh->ctx = *ctx;
+	fresh->tgid = pid_tgid >> 32;
+	fresh->tid = tid;
+	fresh->sk = sk;
+	fresh->start_ns = now;
+	fresh->in_ns = now;
+	fresh->role = role;
+	current_owner(&fresh->owner);
+	segments.update(&tid, fresh);
+	*traced = 1;
+}
+
+/* sched_switch, for the thread switched out: its time on CPU ends. */
+static __always_inline void segment_switch_out(u32 tid, u32 state, u64 now)
+{
+	struct segment *s = segment_of(tid);
+	if (!s)
+		return;
+	u64 since = s->in_ns > s->start_ns ? s->in_ns : s->start_ns;
+	s->pending.oncpu_ns += now - since;
+	/* An interruptible sleep that ended without socket data was something
+	 * else: a lock, a timer, a pipe. */
+	s->pending.other_ns += s->sleep_ns;
+	s->sleep_ns = 0;
+	s->out_ns = now;
+	s->out_state = state;
+}
+
+/* sched_switch, for the thread switched in after `queued_ns` on the run
+ * queue: its time off CPU is split by the state it left in. */
+static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now)
+{
+	struct segment *s = segment_of(tid);
+	if (!s)
+		return;
+	if (s->out_ns && now > s->out_ns) {
+		u64 off = now - s->out_ns;
+		u32 state = s->out_state & TASK_STATE_MASK;
+		u64 queued = state == TASK_RUNNING_ || queued_ns > off ? off : queued_ns;
+		u64 asleep = off - queued;
+		s->pending.runqueue_ns += queued;
+		if (state & TASK_UNINTERRUPTIBLE_)
+			s->pending.blockio_ns += asleep;
+		else
+			s->sleep_ns = asleep;
+	}
+	s->in_ns = now;
+}
+
+/* A traced thread sent or received on a TCP socket. */
+static __always_inline void segment_socket_io(u64 sk, int sent)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct segment *s = segment_of(tid);
+	if (!s)
+		return;
+	if (!sent) {
+		s->pending.network_ns += s->sleep_ns;
+		s->sleep_ns = 0;
+	}
+	if (s->sk == sk && ((s->role == SEGMENT_SERVER && sent) ||
+			    (s->role == SEGMENT_CLIENT && !sent)))
+		segment_commit(s, bpf_ktime_get_ns());
+}
+
+static __always_inline void segment_block_submitted(void)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct segment *s = segment_of(tid);
+	if (s)
+		s->pending.blockio_count++;
+}
+
+/* The connection of thread `tid`'s segment closed or retransmitted. */
+static __always_inline void segment_connection_closed(u32 tid, u64 sk, u64 now)
+{
+	struct segment *s = segment_of(tid);
+	if (s && s->sk == sk)
+		segment_finish(tid, s, now);
+}
+
+static __always_inline void segment_retransmit(u32 tid, u64 sk)
+{
+	struct segment *s = segment_of(tid);
+	if (s && s->sk == sk)
+		s->retransmits++;
+}
+
+/* Hex digits are decoded without branches: each branch on a payload byte
+ * doubles the paths the verifier has to walk.  For a digit or letter c,
+ * (c & 0xf) + 9 * (c >> 6) is its value; re-encoding that value and
+ * comparing it with c (lower-cased) tells whether c was a hex digit. */
+static __always_inline u32 hex_value(u8 c)
+{
+	return (c & 0xf) + 9 * (c >> 6);
+}
+
+static __always_inline u32 hex_invalid(u8 c, u32 v)
+{
+	u32 letter = ((v + 6) >> 4) & 1;  /* 1 for 10..15 */
+	u32 expected = '0' + v + letter * ('a' - '0' - 10);
+	return (v >> 4) | ((c | 0x20) ^ expected);
+}
+
+/* Decode `n` bytes from 2n hex digits; 0 on success.  Not unrolled:
+ * unrolled, clang schedules every load first and spills past the stack. */
+static __always_inline int hex_decode(u8 *out, const u8 *in, int n)
+{
+	u32 bad = 0;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < n; i++) {
+		u8 a = in[2 * i], b = in[2 * i + 1];
+		u32 hi = hex_value(a), lo = hex_value(b);
+		bad |= hex_invalid(a, hi) | hex_invalid(b, lo);
+		out[i] = (u8)((hi << 4) | lo);
+	}
+	return bad != 0;
+}
+
+static __always_inline int all_zero(const u8 *b, int n)
+{
+	u8 acc = 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		if (i < n)
+			acc |= b[i];
+	return acc == 0;
+}
+
+/* "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>" at `p`; 0 if valid. */
+static __always_inline int parse_traceparent(struct trace_context *ctx, const u8 *p)
+{
+	if ((p[0] ^ '0') | (p[1] ^ '0') | (p[2] ^ '-') | (p[35] ^ '-') | (p[52] ^ '-'))
+		return -1;
+	/* No || between the steps: short-circuits here make clang spill
+	 * past the BPF stack. */
+	int bad = hex_decode(ctx->trace_id, p + 3, 16);
+	bad |= hex_decode(ctx->span_id, p + 36, 8);
+	bad |= hex_decode(&ctx->flags, p + 53, 1);
+	bad |= all_zero(ctx->trace_id, 16) | all_zero(ctx->span_id, 8);
+	if (bad)
+		return -1;
+	ctx->source = CONTEXT_TRACEPARENT;
+	return 0;
+}
+
+#define TRACEPARENT_LEN 55
+
+/* The marker library's two functions (uprobes, attached by user space to
+ * every copy of the library it finds). */
+
+struct marker_text {
+	u8 bytes[TRACEPARENT_LEN + 1];
+};
+BPF_PERCPU_ARRAY(marker_scratch, struct marker_text, 1);
+
+int marker_task_begin(struct pt_regs *ctx)
+{
+	u32 zero = 0;
+	struct marker_text *text = marker_scratch.lookup(&zero);
+	struct trace_context tc = {};
+	if (!text)
+		return 0;
+	if (bpf_probe_read_user(text->bytes, TRACEPARENT_LEN, (void *)PT_REGS_PARM1(ctx)) ||
+	    parse_traceparent(&tc, text->bytes)) {
+		count_drop(DROP_SEGMENT_BAD_MARKER);
+		return 0;
+	}
+	tc.source = CONTEXT_MARKER;
+	if (!(tc.flags & 1) && !TRACE_UNSAMPLED)
+		return 0;
+	segment_begin(&tc, SEGMENT_TASK, 0, bpf_ktime_get_ns());
+	return 0;
+}
+
+int marker_task_end(struct pt_regs *ctx)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct segment *s = segment_of(tid);
+	if (s && s->role == SEGMENT_TASK)
+		segment_finish(tid, s, bpf_ktime_get_ns());
+	return 0;
+}

@@ -1,0 +1,211 @@
+/* Trace contexts on the wire: the W3C traceparent (or b3 single) header of
+ * HTTP/1.x requests, found by cgroup_skb programs on the packets that carry
+ * them (ingress: a server receives a request; egress: a client sends one).
+ * Only TCP segments that start with an HTTP method are looked at, and only
+ * their first SCAN_BYTES of payload; the parsed IDs are kept per flow until
+ * the receiving (or sending) thread's exchange begins in tcp.bpf.c, which
+ * then opens a segment for it.  Nothing else of the payload is kept.
+ * cgroup_skb programs must return 1 to let the packet through; these
+ * always do. */
+
+/* A TCP flow as the socket sees it: addresses as v4-mapped IPv6, ports in
+ * host order. */
+struct flow {
+	u8 local[16];
+	u8 peer[16];
+	u16 local_port;
+	u16 peer_port;
+	u32 pad;
+};
+
+struct scan_buffer {
+	u32 at;     /* where the header's value starts (see find_trace_context) */
+	u32 is_b3;
+	u8 bytes[SCAN_BYTES + 64];  /* slack: a header found near the end is read whole */
+};
+
+BPF_TABLE("lru_hash", struct flow, struct trace_context, pending_traces, MAX_PENDING_TRACES);
+BPF_PERCPU_ARRAY(trace_scan, struct scan_buffer, 1);
+
+#define METHOD(a, b, c, d) ((u32)(a) | (u32)(b) << 8 | (u32)(c) << 16 | (u32)(d) << 24)
+
+static __always_inline int http_request_start(u32 w)
+{
+	switch (w) {
+	case METHOD('G', 'E', 'T', ' '):
+	case METHOD('P', 'O', 'S', 'T'):
+	case METHOD('P', 'U', 'T', ' '):
+	case METHOD('D', 'E', 'L', 'E'):
+	case METHOD('P', 'A', 'T', 'C'):
+	case METHOD('H', 'E', 'A', 'D'):
+	case METHOD('O', 'P', 'T', 'I'):
+		return 1;
+	}
+	return 0;
+}
+
+/* b3 single header: "<16 or 32 hex trace id>-<16 hex span id>[-<sampling>[-...]]"
+ * at `p`, `left` bytes of which are real; 0 if valid. */
+static __always_inline int parse_b3(struct trace_context *ctx, const u8 *p, u32 left)
+{
+	u32 id_len = p[32] == '-' ? 32 : p[16] == '-' ? 16 : 0;
+	if (!id_len || left < id_len + 17)
+		return -1;
+	int bad;
+	if (id_len == 32) {
+		bad = hex_decode(ctx->trace_id, p, 16);
+		bad |= hex_decode(ctx->span_id, p + 33, 8);
+	} else {
+		bad = hex_decode(ctx->trace_id + 8, p, 8);
+		bad |= hex_decode(ctx->span_id, p + 17, 8);
+	}
+	bad |= all_zero(ctx->trace_id, 16) | all_zero(ctx->span_id, 8);
+	if (bad)
+		return -1;
+	/* Sampling: '1' or 'd' (debug) sampled, '0' not, absent: sampled (the
+	 * sender deferred the decision; we would rather see it). */
+	u8 sampling = left > id_len + 18 && p[id_len + 17] == '-' ? p[id_len + 18] : '1';
+	ctx->flags = sampling != '0';
+	ctx->source = CONTEXT_B3;
+	return 0;
+}
+
+static __always_inline int name_matches(const u8 *p, const char *lower, int n)
+{
+	u8 diff = 0;
+#pragma unroll
+	for (int i = 0; i < 12; i++)
+		if (i < n)
+			diff |= (p[i] | 0x20) ^ lower[i];
+	return diff == 0;
+}
+
+/* Header names, lower-cased, as little-endian words: "\ntracepa" and
+ * "\nb3:".  OR-ing 0x20 into the letters' bytes lower-cases them. */
+#define TRACEPARENT_HEAD 0x617065636172740aULL
+#define TRACEPARENT_FOLD 0x2020202020202000ULL
+#define B3_HEAD 0x3a33620aU
+#define B3_FOLD 0x00002000U
+
+/* Find a trace context header in the first `len` bytes of buf; 0 if found.
+ * The loop compares a word per byte offset; where it stopped is stored in
+ * the buffer and read back, so the verifier checks the parsing after it
+ * once instead of once per offset. */
+static __always_inline int find_trace_context(struct trace_context *ctx, struct scan_buffer *buf,
+					      u32 len)
+{
+	buf->at = 0;
+#pragma clang loop unroll(disable)
+	for (u32 i = 0; i < SCAN_BYTES - 16; i++) {
+		if (i + 16 > len)
+			return -1;
+		u64 w = *(u64 *)(buf->bytes + i);
+		if ((w | TRACEPARENT_FOLD) == TRACEPARENT_HEAD) {
+			buf->at = i + 8;
+			buf->is_b3 = 0;
+			break;
+		}
+		if (((u32)w | B3_FOLD) == B3_HEAD) {
+			buf->at = i + 4;
+			buf->is_b3 = 1;
+			break;
+		}
+	}
+	u32 at = *(volatile u32 *)&buf->at & (SCAN_BYTES - 1);
+	if (!at)
+		return -1;
+	const u8 *b = buf->bytes;
+	if (!*(volatile u32 *)&buf->is_b3) {
+		if (!name_matches(b + at, "rent:", 5))
+			return -1;
+		at += 5;
+	}
+	/* Optional whitespace after the colon. */
+	if (b[at] == ' ')
+		at++;
+	if (b[at] == ' ')
+		at++;
+	at &= SCAN_BYTES - 1;
+	u32 left = len > at ? len - at : 0;
+	if (*(volatile u32 *)&buf->is_b3)
+		return parse_b3(ctx, b + at, left);
+	if (left < TRACEPARENT_LEN)
+		return -1;
+	return parse_traceparent(ctx, b + at);
+}
+
+static __always_inline void v4_mapped(u8 *dst, const u8 *v4)
+{
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, v4, 4);
+}
+
+static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
+{
+	u8 ip[40];
+	struct flow f = {};
+	u32 off;
+	u8 *src, *dst;
+	if (bpf_skb_load_bytes(skb, 0, ip, 20))
+		return 1;
+	if ((ip[0] >> 4) == 4) {
+		/* TCP, and not a fragment (flags MF or an offset). */
+		if (ip[9] != IPPROTO_TCP_ || (ip[6] & 0x3f) || ip[7])
+			return 1;
+		off = (ip[0] & 0xf) * 4;
+		v4_mapped(ingress ? f.peer : f.local, ip + 12);
+		v4_mapped(ingress ? f.local : f.peer, ip + 16);
+	} else if ((ip[0] >> 4) == 6) {
+		if (bpf_skb_load_bytes(skb, 0, ip, 40) || ip[6] != IPPROTO_TCP_)
+			return 1;
+		off = 40;
+		__builtin_memcpy(ingress ? f.peer : f.local, ip + 8, 16);
+		__builtin_memcpy(ingress ? f.local : f.peer, ip + 24, 16);
+	} else {
+		return 1;
+	}
+	u8 tcp[16];
+	if (bpf_skb_load_bytes(skb, off, tcp, 16))
+		return 1;
+	u16 sport = (u16)tcp[0] << 8 | tcp[1], dport = (u16)tcp[2] << 8 | tcp[3];
+	f.local_port = ingress ? dport : sport;
+	f.peer_port = ingress ? sport : dport;
+	off += (tcp[12] >> 4) * 4;
+	if (skb->len < off + 24)
+		return 1;
+	u32 first;
+	if (bpf_skb_load_bytes(skb, off, &first, 4) || !http_request_start(first))
+		return 1;
+
+	u32 zero = 0;
+	struct scan_buffer *buf = trace_scan.lookup(&zero);
+	if (!buf)
+		return 1;
+	u64 len = skb->len;
+	if (len < off + 24)
+		return 1;
+	len -= off;
+	if (len > SCAN_BYTES)
+		len = SCAN_BYTES;
+	/* Bounds the verifier can see, whatever clang made of the above. */
+	asm volatile("" : "+r"(len));
+	if (len < 24 || len > SCAN_BYTES || bpf_skb_load_bytes(skb, off, buf->bytes, len))
+		return 1;
+	struct trace_context tc = {};
+	if (find_trace_context(&tc, buf, len))
+		return 1;
+	if ((tc.flags & 1) || TRACE_UNSAMPLED)
+		pending_traces.update(&f, &tc);
+	return 1;
+}
+
+int trace_ingress(struct __sk_buff *skb)
+{
+	return trace_skb(skb, 1);
+}
+
+int trace_egress(struct __sk_buff *skb)
+{
+	return trace_skb(skb, 0);
+}

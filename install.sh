@@ -15,7 +15,9 @@ esac
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(python3 python3-venv python3-bpfcc bpftool graphviz iproute2 procps netbase)
-[ "$dev" = 1 ] && packages+=(iptables nginx-light wrk util-linux systemd redis-server prometheus)
+# python3-dev and gcc build the marker library (marker/) the tests load.
+[ "$dev" = 1 ] && packages+=(iptables nginx-light wrk util-linux systemd redis-server prometheus
+                             python3-dev gcc)
 
 updated=0
 apt_update() { [ "$updated" = 1 ] || { apt-get update -q; updated=1; }; }
@@ -53,6 +55,7 @@ fi
 extras=""
 [ "$dev" = 1 ] && extras="[test]"
 .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
+[ "$dev" = 1 ] && .venv/bin/pip install -q --disable-pip-version-check ./marker
 ln -sfn "$PWD/.venv/bin/taskscope" /usr/local/bin/taskscope
 .venv/bin/python -c "import bcc" || { echo "install.sh: bcc does not import in .venv" >&2; exit 1; }
 echo "install.sh: ready; run: taskscope agent --help"

@@ -70,7 +70,7 @@ def module_text(sources):
     """The probes' C, concatenated: BCC rewrites map calls only in the main file."""
     parts = [(BPF_DIR / HEADER).read_text()]
     parts += [(BPF_DIR / src).read_text() for src in sources]
-    return "\n".join(parts)
+    return "\n".join(parts).encode()
 
 
 def _compile(bcc, selection, probes, trace_unsampled):

@@ -10,12 +10,15 @@ import concurrent.futures
 import functools
 import json
 import logging
+import urllib.error
+import urllib.parse
 import urllib.request
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from agent import config, graph_api
+from agent import config, graph_api, trace_api
+from agent.trace_api import segments_from_wire
 from agent.errors import ConfigError
 from agent.server import AgentServer, wait_for_signal
 from topology.export import to_json
@@ -34,6 +37,7 @@ class Collector:
         self.timeout = timeout
         self.up = {url: 0 for url in self.agent_urls}
         self.failures = {url: 0 for url in self.agent_urls}
+        self.trace_failures = {url: 0 for url in self.agent_urls}
 
     def _fetch(self, url, window):
         try:
@@ -51,6 +55,43 @@ class Collector:
             self.up[url] = 0
             self.failures[url] += 1
             return [], {}
+
+    def _ask_all(self, path):
+        """Every agent's segments at `path`, each tagged with its agent."""
+        def ask(url):
+            try:
+                with urllib.request.urlopen(url + path, timeout=self.timeout) as reply:
+                    data = reply.read(MAX_REPLY_BYTES + 1)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:  # the agent saw nothing of that trace
+                    return []
+                error = exc
+            except OSError as exc:
+                error = exc
+            else:
+                try:
+                    if len(data) > MAX_REPLY_BYTES:
+                        raise ValueError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+                    return [dict(s, agent=url) for s in segments_from_wire(json.loads(data))]
+                except ValueError as exc:
+                    error = exc
+            log.warning("agent %s left out of a trace lookup: %s", url, error)
+            self.trace_failures[url] += 1
+            return []
+
+        workers = max(1, min(16, len(self.agent_urls)))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            return [s for found in pool.map(ask, self.agent_urls) for s in found]
+
+    def segments_of_trace(self, trace_id):
+        return sorted(self._ask_all(f"/api/traces/{trace_id}"), key=lambda s: s["start"])
+
+    def slowest(self, service, min_seconds, limit):
+        query = {"min_seconds": min_seconds, "limit": limit}
+        if service:
+            query["service"] = service
+        found = self._ask_all("/api/traces?" + urllib.parse.urlencode(query))
+        return sorted(found, key=lambda s: s["duration_seconds"], reverse=True)[:limit]
 
     def graph(self, window):
         sides, endpoints = [], {}
@@ -81,8 +122,14 @@ class CollectorMetrics:
         for url in self._collector.agent_urls:
             up.add_metric([url], self._collector.up[url])
             failures.add_metric([url], self._collector.failures[url])
+        trace_failures = CounterMetricFamily(
+            "taskscope_collector_trace_lookup_failures",
+            "Trace lookups the agent failed (down, timed out, malformed).", labels=["agent"])
+        for url in self._collector.agent_urls:
+            trace_failures.add_metric([url], self._collector.trace_failures[url])
         yield up
         yield failures
+        yield trace_failures
 
 
 def serve(args):
@@ -101,6 +148,8 @@ def serve(args):
     else:
         collector = Collector(args.agent, timeout=args.timeout)
         server.registry.register(CollectorMetrics(collector))
+        server.routes.update(trace_api.trace_routes(collector.segments_of_trace,
+                                                    collector.slowest))
         body_of = lambda window: to_json(collector.graph(window))  # noqa: E731
         source = f"{len(collector.agent_urls)} agents"
     server.routes.update(graph_api.graph_routes(

@@ -41,6 +41,26 @@ def trace_routes(segments_of_trace, slowest):
     return {"/api/traces/": one_trace, "/api/traces": recent}
 
 
+# What a collector requires of each segment an agent returns.
+SEGMENT_FIELDS = {"trace_id": str, "service": str, "kind": str, "start": (int, float),
+                  "end": (int, float), "duration_seconds": (int, float)}
+
+
+def segments_from_wire(data):
+    """The segments of an agent's /api/traces reply; ValueError when malformed."""
+    if not isinstance(data, dict) or not isinstance(data.get("segments"), list):
+        raise ValueError("expected {\"segments\": [...]}")
+    for segment in data["segments"]:
+        if not isinstance(segment, dict):
+            raise ValueError("a segment is not an object")
+        for name, kind in SEGMENT_FIELDS.items():
+            if not isinstance(segment.get(name), kind) or isinstance(segment.get(name), bool):
+                raise ValueError(f"segment field {name!r} missing or of the wrong type")
+        if not TRACE_ID.match(segment["trace_id"]):
+            raise ValueError("segment trace_id is not 32 lower-case hex digits")
+    return data["segments"]
+
+
 def store_routes(store):
     """The agent's routes, over its TraceStore."""
     return trace_routes(

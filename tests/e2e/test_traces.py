@@ -17,7 +17,8 @@ import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.e2e.agent_process import REPO, Agent, free_port, value
-from tests.e2e.workloads import busy_loops, run_named, sh
+from tests.e2e.workloads import busy_loops, run_named
+from tests.fake_http import serving
 
 # A threaded HTTP service: each request fsyncs a few writes, then sleeps
 # ?sleep= seconds, then answers.
@@ -295,3 +296,84 @@ def test_queue_worker_started_after_the_agent_is_traced_through_the_marker(
         assert segment["service"] == "order-worker" and segment["context"] == "marker"
         assert segment["parent_span_id"] == tp.split("-")[2]
         assert segment["blockio_count"] > 0 and segment["duration_seconds"] >= 0.01, segment
+
+
+def test_collector_fans_trace_lookups_out_to_the_agents(traced_agent, http_service):
+    traceparent = new_traceparent()
+    trace_id = traceparent.split("-")[1]
+    get(http_service, traceparent)
+    assert segments(traced_agent, trace_id, "server")
+    dead = f"http://127.0.0.1:{free_port()}"
+    listen = f"127.0.0.1:{free_port()}"
+    with serving(lambda path: b'{"segments": [{"trace_id": 7}]}') as garbage:
+        collector = subprocess.Popen(
+            [sys.executable, "-m", "agent", "collector", "--listen", listen, "--agent",
+             traced_agent.url, "--agent", garbage, "--agent", dead, "--timeout", "2"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            base = f"http://{listen}"
+            for _ in range(50):
+                try:
+                    with urllib.request.urlopen(f"{base}/api/traces/{trace_id}", timeout=10) as r:
+                        found = json.loads(r.read())["segments"]
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            assert {(s["service"], s["kind"], s["agent"]) for s in found} >= {
+                ("checkout-api", "server", traced_agent.url)}
+            with urllib.request.urlopen(f"{base}/api/traces?service=checkout-api&limit=5",
+                                        timeout=10) as r:
+                slowest = json.loads(r.read())["segments"]
+            assert 0 < len(slowest) <= 5
+            durations = [s["duration_seconds"] for s in slowest]
+            assert durations == sorted(durations, reverse=True)
+            with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            assert (f'taskscope_collector_trace_lookup_failures_total{{agent="{garbage}"}}'
+                    in metrics)
+            assert (f'taskscope_collector_trace_lookup_failures_total'
+                    f'{{agent="{traced_agent.url}"}} 0.0' in metrics)
+        finally:
+            collector.terminate()
+            collector.wait(timeout=10)
+
+
+# An app already using the OpenTelemetry SDK adds one span processor; its
+# consumer spans become taskscope tasks.
+OTEL_APP = """
+import os, sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+from taskscope_marker.otel import TaskscopeSpanProcessor
+
+provider = TracerProvider()
+provider.add_span_processor(TaskscopeSpanProcessor())
+tracer = provider.get_tracer("invoices")
+input()  # wait until the agent has hooked the library
+with tracer.start_as_current_span("render invoice", kind=SpanKind.CONSUMER) as span:
+    with open(sys.argv[1], "ab") as f:
+        f.write(os.urandom(8192))
+        f.flush()
+        os.fsync(f.fileno())
+    ctx = span.get_span_context()
+    print(f"{ctx.trace_id:032x} {ctx.span_id:016x}", flush=True)
+"""
+
+
+def test_otel_sdk_span_processor_marks_consumer_spans(traced_agent, tmp_path):
+    env = dict(os.environ, OTEL_SERVICE_NAME="invoice-worker")
+    # Only this app maps the project venv's copy of the library: a new one.
+    hooked = value(traced_agent.scrape(), "taskscope_marker_libraries_hooked")
+    app = subprocess.Popen([sys.executable, "-c", OTEL_APP, tmp_path / "invoice.pdf"], env=env,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while value(traced_agent.scrape(), "taskscope_marker_libraries_hooked") <= hooked:
+            assert time.monotonic() < deadline, "the marker library was never hooked"
+            time.sleep(0.2)
+        trace_id, span_id = app.communicate("\n", timeout=30)[0].split()
+    finally:
+        app.kill()
+    [segment] = segments(traced_agent, trace_id, "task")
+    assert segment["service"] == "invoice-worker" and segment["parent_span_id"] == span_id
+    assert segment["blockio_count"] > 0

@@ -13,10 +13,12 @@ ALL = {tp for p in CATALOGUE for tp in p.required + p.optional}
 
 
 def test_everything_present_selects_every_probe_once(tmp_path):
-    sel = select(("sched", "blockio", "tcp"), fake_tracefs(tmp_path, ALL))
+    sel = select(("sched", "blockio", "tcp", "traces"), fake_tracefs(tmp_path, ALL))
     assert [p.name for p in sel.enabled] == [p.name for p in CATALOGUE]
     assert sel.missing == {}
-    assert sel.sources() == ["runqueue.bpf.c", "blockio.bpf.c", "tcp.bpf.c", "identity.bpf.c"]
+    # Trace segments first: the other probes call into them.
+    assert sel.sources() == ["segments.bpf.c", "traceparent.bpf.c", "runqueue.bpf.c",
+                             "blockio.bpf.c", "tcp.bpf.c", "identity.bpf.c"]
     assert "HAVE_BLOCK_BLOCK_IO_START" in sel.defines() and "TCP_RTT" in sel.defines()
 
 

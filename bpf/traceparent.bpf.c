@@ -87,29 +87,56 @@ static __always_inline int name_matches(const u8 *p, const char *lower, int n)
 #define B3_HEAD 0x3a33620aU
 #define B3_FOLD 0x00002000U
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
+
+/* Header lines start after a '\n': look for one 8 bytes at a time (a word
+ * has a zero byte where it had a newline after XOR with NEWLINES, and
+ * (x - ONES) & ~x & HIGHS is non-zero exactly when x has a zero byte), and
+ * compare header names only at the 8 offsets of a word that has one. */
+static __always_inline int scan_offset(struct scan_buffer *buf, u32 p)
+{
+	u64 w = *(u64 *)(buf->bytes + p);
+	if ((w | TRACEPARENT_FOLD) == TRACEPARENT_HEAD) {
+		buf->at = p + 8;
+		buf->is_b3 = 0;
+		return 1;
+	}
+	if (((u32)w | B3_FOLD) == B3_HEAD) {
+		buf->at = p + 4;
+		buf->is_b3 = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* Find a trace context header in the first `len` bytes of buf; 0 if found.
- * The loop compares a word per byte offset; where it stopped is stored in
- * the buffer and read back, so the verifier checks the parsing after it
- * once instead of once per offset. */
+ * Where the scan stopped is stored in the buffer and read back, so the
+ * verifier checks the parsing after it once instead of once per offset. */
 static __always_inline int find_trace_context(struct trace_context *ctx, struct scan_buffer *buf,
 					      u32 len)
 {
 	buf->at = 0;
 #pragma clang loop unroll(disable)
-	for (u32 i = 0; i < SCAN_BYTES - 16; i++) {
+	for (u32 i = 0; i < SCAN_BYTES - 16; i += 8) {
 		if (i + 16 > len)
 			return -1;
-		u64 w = *(u64 *)(buf->bytes + i);
-		if ((w | TRACEPARENT_FOLD) == TRACEPARENT_HEAD) {
-			buf->at = i + 8;
-			buf->is_b3 = 0;
-			break;
+		u64 x = *(u64 *)(buf->bytes + i) ^ NEWLINES;
+		if (!((x - ONES) & ~x & HIGHS))
+			continue;
+		int found = 0;
+#pragma unroll
+		for (u32 j = 0; j < 8; j++) {
+			if (i + j + 16 > len)
+				return -1;
+			if (scan_offset(buf, i + j)) {
+				found = 1;
+				break;
+			}
 		}
-		if (((u32)w | B3_FOLD) == B3_HEAD) {
-			buf->at = i + 4;
-			buf->is_b3 = 1;
+		if (found)
 			break;
-		}
 	}
 	u32 at = *(volatile u32 *)&buf->at & (SCAN_BYTES - 1);
 	if (!at)
@@ -146,7 +173,10 @@ static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 	u8 ip[40];
 	struct flow f = {};
 	u32 off;
-	u8 *src, *dst;
+	/* Bare ACKs and other packets too short to carry a request line and a
+	 * header: out before any load. */
+	if (skb->len < 20 + 20 + 24)
+		return 1;
 	if (bpf_skb_load_bytes(skb, 0, ip, 20))
 		return 1;
 	if ((ip[0] >> 4) == 4) {

@@ -90,19 +90,22 @@ def build_parser():
                     "(joining edges that cross nodes) at /api/graph, .svg, .dot and "
                     "Grafana's Node Graph API; agents that fail are left out and counted "
                     "in taskscope_collector_agent_up/_failures_total on /metrics.")
-    sources = collector.add_mutually_exclusive_group(required=True)
+    collector.add_argument("--config", metavar="FILE",
+                           help="YAML with any of: agents (a list of URLs), prometheus, listen, "
+                                "graph_window, timeout, log_level; flags override it")
+    sources = collector.add_mutually_exclusive_group()
     sources.add_argument("--agent", action="append", metavar="URL",
                          help="an agent's base URL, e.g. http://node1:9810 (repeat)")
     sources.add_argument("--prometheus", metavar="URL",
                          help="build the graph from the agents' traces_service_graph_* series "
                               "in Prometheus (or Thanos, Mimir, VictoriaMetrics) instead")
-    collector.add_argument("--listen", default="0.0.0.0:9811", metavar="HOST:PORT",
+    collector.add_argument("--listen", metavar="HOST:PORT",
                            help="where to serve (default 0.0.0.0:9811)")
-    collector.add_argument("--graph-window", default="5m", metavar="DURATION",
+    collector.add_argument("--graph-window", metavar="DURATION",
                            help="default window (default 5m)")
-    collector.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+    collector.add_argument("--timeout", type=float, metavar="SECONDS",
                            help="per-agent request timeout (default 5)")
-    collector.add_argument("--log-level", choices=config.LOG_LEVELS, default="info")
+    collector.add_argument("--log-level", choices=config.LOG_LEVELS)
 
     graph = sub.add_parser("graph", help="export a service graph once",
                            description="Fetch a graph from an agent or collector URL, or read "

@@ -7,6 +7,7 @@ answers garbage is logged, counted and left out; the rest are still served.
 """
 
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import logging
@@ -132,21 +133,73 @@ class CollectorMetrics:
         yield trace_failures
 
 
+@dataclasses.dataclass
+class CollectorConfig:
+    agents: tuple = ()
+    prometheus: str = ""
+    listen: str = "0.0.0.0:9811"
+    graph_window: str = "5m"
+    timeout: float = 5.0
+    log_level: str = "info"
+
+
+def collector_config(args):
+    """Defaults, then --config FILE, then flags; ConfigError names what is wrong."""
+    cfg = CollectorConfig()
+    values = config.load_file(args.config) if args.config else {}
+    origin = args.config or "command line"
+    known = {f.name for f in dataclasses.fields(cfg)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+    flags = {"agents": args.agent, "prometheus": args.prometheus, "listen": args.listen,
+             "graph_window": args.graph_window, "timeout": args.timeout,
+             "log_level": args.log_level}
+    if flags["agents"] or flags["prometheus"]:  # a source on the command line replaces the file's
+        values.pop("agents", None)
+        values.pop("prometheus", None)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    agents = values.get("agents", ())
+    if isinstance(agents, str) or not all(isinstance(a, str) for a in agents or ()):
+        raise ConfigError(f"{origin}: key 'agents': expected a list of URLs, got {agents!r}")
+    cfg.agents = tuple(agents or ())
+    cfg.prometheus = values.get("prometheus") or ""
+    if bool(cfg.agents) == bool(cfg.prometheus):
+        raise ConfigError(f"{origin}: give either agents (--agent URL ...) or prometheus "
+                          "(--prometheus URL), not both and not neither")
+    checks = {"listen": config.CHECKS["listen"], "graph_window": config.CHECKS["graph_window"],
+              "log_level": config.CHECKS["log_level"]}
+    for key, check in checks.items():
+        if key in values:
+            problem = check(values[key])
+            if problem:
+                raise ConfigError(f"{origin}: key '{key}': expected {problem}, "
+                                  f"got {values[key]!r}")
+            setattr(cfg, key, values[key])
+    if "timeout" in values:
+        if not isinstance(values["timeout"], (int, float)) or values["timeout"] <= 0:
+            raise ConfigError(f"{origin}: key 'timeout': expected a positive number of seconds")
+        cfg.timeout = float(values["timeout"])
+    return cfg
+
+
 def serve(args):
     """`taskscope collector`: serve the merged graph until SIGTERM/SIGINT."""
+    settings = collector_config(args)
     cfg = config.AgentConfig()
-    config.apply(cfg, {"listen": args.listen, "graph_window": args.graph_window},
+    config.apply(cfg, {"listen": settings.listen, "graph_window": settings.graph_window},
                  "command line")
-    logging.getLogger().setLevel(args.log_level.upper())
+    logging.getLogger().setLevel(settings.log_level.upper())
     try:
         server = AgentServer(cfg.address, CollectorRegistry(auto_describe=False))
     except OSError as exc:
         raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
-    if args.prometheus:
-        body_of = functools.partial(graph_from_prometheus, args.prometheus, timeout=args.timeout)
-        source = args.prometheus
+    if settings.prometheus:
+        body_of = functools.partial(graph_from_prometheus, settings.prometheus,
+                                    timeout=settings.timeout)
+        source = settings.prometheus
     else:
-        collector = Collector(args.agent, timeout=args.timeout)
+        collector = Collector(settings.agents, timeout=settings.timeout)
         server.registry.register(CollectorMetrics(collector))
         server.routes.update(trace_api.trace_routes(collector.segments_of_trace,
                                                     collector.slowest))

@@ -7,6 +7,7 @@ a killed agent leaves no program behind (a plain BPF_PROG_ATTACH would).
 """
 
 import ctypes
+import errno
 import logging
 import os
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 BPF_CGROUP_INET_INGRESS = 0
 BPF_CGROUP_INET_EGRESS = 1
+NEEDS = " (cgroup_skb programs need CAP_NET_ADMIN)"
 PROGRAMS = (("trace_ingress", BPF_CGROUP_INET_INGRESS),
             ("trace_egress", BPF_CGROUP_INET_EGRESS))
 
@@ -39,13 +41,17 @@ class WireCapture:
         cgroup_fd = os.open(cgroup_root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             for name, attach_type in PROGRAMS:
-                program = bpf.load_func(name, bpf.CGROUP_SKB)
+                try:
+                    program = bpf.load_func(name, bpf.CGROUP_SKB)
+                except Exception as exc:  # BCC raises bare Exception
+                    self.close()
+                    raise ProbeLoadError(f"cannot load {name}: {exc}{NEEDS}") from exc
                 link = lib.bpf_link_create(program.fd, cgroup_fd, attach_type, None)
                 if link < 0:
                     err = ctypes.get_errno()
                     self.close()
                     raise ProbeLoadError(f"cannot attach {name} to the cgroup {cgroup_root}: "
-                                         f"{os.strerror(err)}")
+                                         f"{os.strerror(err)}{NEEDS if err == errno.EPERM else ''}")
                 self.links.append(link)
         finally:
             os.close(cgroup_fd)

@@ -1,12 +1,111 @@
-"""The systemd unit is accepted by systemd's own checker."""
+"""The systemd units: accepted by systemd's checker, and the agent's
+capability set is exactly what it needs (the agent runs with it here)."""
 
+import configparser
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 
-from tests.e2e.agent_process import REPO
+import pytest
+
+from agent import config
+
+from tests.e2e.agent_process import REPO, free_port
 from tests.e2e.workloads import sh
 
+UNITS = os.path.join(REPO, "systemd")
 
-def test_agent_unit_verifies():
-    unit = os.path.join(REPO, "systemd", "taskscope-agent.service")
-    result = sh("systemd-analyze", "verify", unit, check=False)
+
+def unit(name):
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(os.path.join(UNITS, name))
+    return parser
+
+
+@pytest.mark.parametrize("name", ["taskscope-agent.service", "taskscope-collector.service"])
+def test_unit_verifies(name):
+    result = sh("systemd-analyze", "verify", os.path.join(UNITS, name), check=False)
     assert result.returncode == 0, result.stderr
+
+
+def run_with_caps(caps, tmp_path):
+    """The agent as root limited to `caps`; returns (probe_up lines, log)."""
+    port = free_port()
+    bounding = "-all," + ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
+    log = tmp_path / "agent.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--",
+             sys.executable, "-m", "agent", "agent", "--listen", f"127.0.0.1:{port}"],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(150):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+        status = open(f"/proc/{proc.pid}/status").read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    up = {line.split('"')[1]: line.endswith(" 1.0") for line in text.splitlines()
+          if line.startswith("taskscope_probe_up{")}
+    return up, status, log.read_text()
+
+
+def test_agent_runs_with_exactly_the_units_capabilities(tmp_path):
+    caps = unit("taskscope-agent.service")["Service"]["CapabilityBoundingSet"].split()
+    up, status, log = run_with_caps(caps, tmp_path)
+    assert up and all(up.values()), (up, log)
+    effective = int(next(l for l in status.splitlines() if l.startswith("CapEff:")).split()[1], 16)
+    assert effective & (1 << 21) == 0, "CAP_SYS_ADMIN leaked into the agent"
+
+
+def test_without_net_admin_only_the_wire_capture_is_lost(tmp_path):
+    caps = unit("taskscope-agent.service")["Service"]["CapabilityBoundingSet"].split()
+    up, _, log = run_with_caps([c for c in caps if c != "CAP_NET_ADMIN"], tmp_path)
+    assert not up["trace_wire"] and "CAP_NET_ADMIN" in log
+    assert all(ok for name, ok in up.items() if name != "trace_wire"), up
+
+
+def test_install_and_uninstall_units(tmp_path):
+    env = dict(os.environ, TASKSCOPE_UNIT_DIR=str(tmp_path / "units"),
+               TASKSCOPE_CONFIG_DIR=str(tmp_path / "etc"),
+               PATH=os.path.join(REPO, ".venv", "bin") + ":" + os.environ["PATH"])
+    script = os.path.join(UNITS, "install-units.sh")
+    done = subprocess.run([script, "install", "all"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / "units")) == ["taskscope-agent.service",
+                                                      "taskscope-collector.service"]
+    assert sorted(os.listdir(tmp_path / "etc")) == ["agent.yaml", "collector.yaml"]
+    done = subprocess.run([script, "uninstall"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and os.listdir(tmp_path / "units") == []
+    assert os.listdir(tmp_path / "etc"), "uninstall must keep the settings"
+
+
+def test_shipped_configs_are_accepted(tmp_path):
+    port = free_port()
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "agent", "collector", "--config",
+         os.path.join(UNITS, "collector.yaml"), "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/graph", timeout=5) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                assert collector.poll() is None, collector.stdout.read()
+                time.sleep(0.2)
+    finally:
+        collector.terminate()
+        collector.wait(timeout=10)
+    config.apply(config.AgentConfig(), config.load_file(os.path.join(UNITS, "agent.yaml")),
+                 "agent.yaml")

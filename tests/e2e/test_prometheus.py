@@ -9,14 +9,18 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.agent_process import free_port
+from tests.e2e.agent_process import REPO, free_port
 from tests.e2e.workloads import LINE_SERVER, run_named
+
+RULES = f"{REPO}/deploy/prometheus/taskscope-rules.yaml"
+
 
 @pytest.fixture
 def prometheus(agent, tmp_path):
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{RULES}]\n"
         "scrape_configs:\n"
         "  - job_name: taskscope\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{agent.port}']}}]\n")
@@ -74,6 +78,12 @@ def test_prometheus_scrapes_histograms_and_the_service_graph(prometheus, netns_p
         eventually(prometheus, 'histogram_quantile(0.95, sum by (le) (rate('
                                'traces_service_graph_request_server_seconds_bucket'
                                '{server="prom-server"}[1m])))')
+        # The shipped recording rules evaluate over these series.
+        eventually(prometheus, 'service:taskscope_runqueue_latency_seconds:p99_5m'
+                               '{service="prom-client"}')
+        (rate,) = eventually(prometheus, 'client_server:traces_service_graph_request:rate5m'
+                                         '{client="prom-client", server="prom-server"}')
+        assert float(rate["value"][1]) > 0
     finally:
         for proc in (client, server):
             proc.kill()

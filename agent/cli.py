@@ -3,6 +3,8 @@
 import argparse
 import ipaddress
 import logging
+import os
+import socket
 import sys
 import threading
 import time
@@ -10,7 +12,7 @@ import time
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent import (__version__, bpf_module, btf, collector, config, graph_api, graph_export,
-                   identity, listeners, preexisting, probes, trace_api, tracefs)
+                   identity, kubernetes, listeners, preexisting, probes, trace_api, tracefs)
 from agent.cgroups import CgroupPaths, find_cgroup2_mount
 from agent.errors import ConfigError, ProbeLoadError, TaskscopeError
 from agent.kernel_maps import KernelMaps
@@ -82,6 +84,16 @@ def build_parser():
                        help="trace segments kept for /api/traces (default 10000)")
     agent.add_argument("--trace-unsampled", action="store_true", default=None,
                        help="also follow traces whose sampled flag is off")
+    agent.add_argument("--kubernetes", choices=("auto", "on", "off"),
+                       help="name services after their pods' workloads (default auto: on "
+                            "inside a Kubernetes pod)")
+    agent.add_argument("--kubernetes-api", metavar="URL",
+                       help="API server (default: in-cluster, with the pod's service account)")
+    agent.add_argument("--kubernetes-node", metavar="NAME",
+                       help="this node's name (default: $NODE_NAME, else the host name)")
+    agent.add_argument("--kubernetes-labels", metavar="LIST",
+                       help="pod labels added to every per-service metric, from namespace,pod,"
+                            "container,node (default namespace; each multiplies series)")
     agent.add_argument("--tracefs", metavar="DIR",
                        help="tracefs mount point (default: found, or mounted at /sys/kernel/tracing)")
     collector = sub.add_parser(
@@ -147,6 +159,26 @@ def seed_running_state(maps, cgroup_root):
         maps.seed_connections([row for row in rows if row[-1]])
 
 
+def start_pod_metadata(cfg, stop):
+    """PodMetadata polling this node's pods, or None off Kubernetes."""
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if cfg.kubernetes == "off" or (cfg.kubernetes == "auto" and not (in_pod or cfg.kubernetes_api)):
+        return None
+    try:
+        client = kubernetes.ApiClient(cfg.kubernetes_api or None)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"kubernetes: {exc}") from exc
+    node = cfg.kubernetes_node or os.environ.get("NODE_NAME") or socket.gethostname()
+    pods = kubernetes.PodMetadata(client, node)
+    if not pods.refresh():
+        log.warning("pods of node %s unknown for now; services are named without them "
+                    "until the API answers", node)
+    threading.Thread(target=pods.run, args=(stop,), name="pods", daemon=True).start()
+    log.info("naming services after the workloads of node %s's pods (API %s)",
+             node, client.base_url)
+    return pods
+
+
 def run_agent(cfg):
     started = time.monotonic()
     bpf_module.check_privileges()
@@ -170,8 +202,9 @@ def run_agent(cfg):
     maps = KernelMaps(bpf, _probe_status(selection, failed))
     cgroup_root = find_cgroup2_mount()
     seed_running_state(maps, cgroup_root)
-    resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root))
     stop = threading.Event()
+    pods = start_pod_metadata(cfg, stop)
+    resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root), pods)
     tracing = None
     if maps.has("segments"):
         tracing = Tracing(bpf, maps, resolver, cgroup_root, cfg.trace_store_size, spans)
@@ -179,7 +212,9 @@ def run_agent(cfg):
         server.routes.update(trace_api.store_routes(tracing.store))
         server.registry.register(TracingCollector(tracing))
     store = tracing.store if tracing else None
-    server.registry.register(TaskscopeCollector(maps, resolver, cfg.max_services, store))
+    server.registry.register(TaskscopeCollector(
+        maps, resolver, cfg.max_services, store,
+        pod_labels=cfg.kubernetes_labels if pods else ()))
     if maps.has("edge_stats"):
         networks = [ipaddress.ip_network(n, strict=False) for n in cfg.graph_addresses]
         graph = ServiceGraph(maps, resolver, cgroup_root, addresses=networks or None,

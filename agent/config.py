@@ -39,6 +39,10 @@ class AgentConfig:
     otlp_protocol: str = "http/protobuf"
     trace_store_size: int = 10000
     trace_unsampled: bool = False
+    kubernetes: str = "auto"
+    kubernetes_api: str = ""
+    kubernetes_node: str = ""
+    kubernetes_labels: tuple = ("namespace",)
 
     @property
     def address(self):
@@ -113,6 +117,24 @@ def _check_bool(value):
     return None if isinstance(value, bool) else "true or false"
 
 
+def _check_kubernetes(value):
+    return None if value in ("auto", "on", "off") else "auto, on or off"
+
+
+def _check_pod_labels(value):
+    from agent.kubernetes import LABELS
+
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v]
+    if not isinstance(value, (list, tuple)) or any(v not in LABELS for v in value):
+        return f"a list drawn from {', '.join(LABELS)}"
+    return None
+
+
+def _check_string(value):
+    return None if isinstance(value, str) else "a string"
+
+
 CHECKS = {
     "listen": _check_listen,
     "probes": _check_probes,
@@ -126,6 +148,10 @@ CHECKS = {
     "otlp_protocol": _check_otlp_protocol,
     "trace_store_size": _check_max_services,
     "trace_unsampled": _check_bool,
+    "kubernetes": _check_kubernetes,
+    "kubernetes_api": _check_url,
+    "kubernetes_node": _check_string,
+    "kubernetes_labels": _check_pod_labels,
 }
 
 
@@ -134,6 +160,9 @@ def _normalise(key, value):
         return tuple(v for v in value.split(",") if v)
     if key == "probes":
         return tuple(value)
+    if key == "kubernetes_labels":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(v for v in items if v)
     if key == "graph_addresses":
         items = value.split(",") if isinstance(value, str) else value
         return tuple(str(v) for v in items if v)

@@ -2,9 +2,10 @@
 
 Precedence, first match wins:
   1. OTEL_SERVICE_NAME of the process (captured at exec);
-  2. the deepest systemd unit `*.service` in its cgroup path;
-  3. a container id in its cgroup path (docker, containerd, cri-o, podman);
-  4. its process name (comm), kernel threads folded into `kernel`.
+  2. on Kubernetes, its container's workload (agent/kubernetes.py);
+  3. the deepest systemd unit `*.service` in its cgroup path;
+  4. a container id in its cgroup path (docker, containerd, cri-o, podman);
+  5. its process name (comm), kernel threads folded into `kernel`.
 """
 
 import re
@@ -47,10 +48,18 @@ class ServiceResolver:
     None.  Undecodable ids become visible placeholders and are counted.
     """
 
-    def __init__(self, names, cgroups):
+    def __init__(self, names, cgroups, pods=None):
         self._names = names
         self._cgroups = cgroups
+        self._pods = pods  # agent.kubernetes.PodMetadata, on Kubernetes
         self.decode_errors = {"identity": 0, "cgroup": 0}
+
+    def pod_labels(self, cgroup_id):
+        """{namespace, pod, container, node} of the cgroup's container, or {}."""
+        if self._pods is None:
+            return {}
+        meta = self._pods.of_cgroup_path(self._cgroups.path(cgroup_id))
+        return meta.labels() if meta else {}
 
     def resolve(self, cgroup_id, ident):
         if not cgroup_id and not ident:
@@ -63,6 +72,9 @@ class ServiceResolver:
         path = self._cgroups.path(cgroup_id)
         if path is None:
             self.decode_errors["cgroup"] += 1
+        meta = self._pods.of_cgroup_path(path) if self._pods and path else None
+        if meta:
+            return meta.service
         from_cgroup = service_from_cgroup_path(path)
         if from_cgroup:
             return from_cgroup

@@ -17,7 +17,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from agent.devices import device_name
 from agent.histogram import Log2Histogram
 from agent.kernel_abi import BlockOp, BlockStage
-from agent.services import LabelBudget
+from agent.services import OTHER, LabelBudget
 from exporters.exemplars import exemplar_buckets
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,12 @@ TCP_BYTES = {
 class TaskscopeCollector:
     """A prometheus_client custom collector over KernelMaps."""
 
-    def __init__(self, maps, resolver, max_services, trace_store=None):
+    def __init__(self, maps, resolver, max_services, trace_store=None, pod_labels=()):
         self._maps = maps
         self._trace_store = trace_store
+        # On Kubernetes: which of namespace, pod, container, node follow service.
+        self._pod_labels = tuple(pod_labels)
+        self._owner_label_names = ["service", *self._pod_labels]
         self._resolver = resolver
         self._max_services = max_services
         self._budgets = {}
@@ -90,9 +93,18 @@ class TaskscopeCollector:
         # Registering must not read BPF maps; collect() does all the work.
         return []
 
-    def _service(self, family, owner):
+    def _owner(self, family, owner):
+        """(service, *pod labels) of a kernel owner; the label cap counts these
+        tuples, so pod labels cannot blow it either."""
+        service = self._resolver.resolve(owner.cgroup_id, owner.ident)
+        if self._pod_labels:
+            pod = self._resolver.pod_labels(owner.cgroup_id)
+            key = (service, *(pod.get(name, "") for name in self._pod_labels))
+        else:
+            key = (service,)
         budget = self._budgets.setdefault(family, LabelBudget(self._max_services))
-        return budget.label(self._resolver.resolve(owner.cgroup_id, owner.ident))
+        admitted = budget.label(key)
+        return admitted if admitted != OTHER else (OTHER,) + ("",) * len(self._pod_labels)
 
     def _histograms(self):
         for family, spec in HISTOGRAMS.items():
@@ -101,12 +113,12 @@ class TaskscopeCollector:
             merged = {}
             for key, value in self._maps.rows(spec.map_name):
                 extra = spec.labels_of(key)
-                labels = (self._service(family, key.owner),
+                labels = (*self._owner(family, key.owner),
                           *(extra[name] for name in spec.extra_labels))
                 merged.setdefault(labels, Log2Histogram()).add(key.slot, value.count,
                                                                 value.sum_ns)
             metric = HistogramMetricFamily(family, spec.help,
-                                           labels=["service", *spec.extra_labels])
+                                           labels=[*self._owner_label_names, *spec.extra_labels])
             for labels, hist in sorted(merged.items()):
                 buckets = exemplar_buckets(self._trace_store, family, labels[0], hist.buckets())
                 metric.add_metric(list(labels), buckets, hist.sum_ns / 1e9)
@@ -117,12 +129,13 @@ class TaskscopeCollector:
             return
         rows = self._maps.rows("tcp_stats")
         for family, (help_text, fields) in TCP_COUNTERS.items():
-            label_names = ["service", *sorted({k for _, extra in fields for k in extra})]
+            extra_names = sorted({k for _, extra in fields for k in extra})
+            label_names = [*self._owner_label_names, *extra_names]
             sums = {}
             for key, counters in rows:
-                service = self._service(family, key)
+                owner = self._owner(family, key)
                 for field_name, extra in fields:
-                    labels = tuple({"service": service, **extra}.get(n) for n in label_names)
+                    labels = (*owner, *(extra.get(n, "") for n in extra_names))
                     sums[labels] = sums.get(labels, 0) + getattr(counters, field_name)
             metric = CounterMetricFamily(family, help_text, labels=label_names)
             for labels, value in sorted(sums.items()):
@@ -136,11 +149,11 @@ class TaskscopeCollector:
         for family, (help_text, column) in TCP_BYTES.items():
             sums = {}
             for row in rows:
-                service = self._service(family, row[0])
-                sums[service] = sums.get(service, 0) + row[column]
-            metric = CounterMetricFamily(family, help_text, labels=["service"])
-            for service, value in sorted(sums.items()):
-                metric.add_metric([service], value)
+                owner = self._owner(family, row[0])
+                sums[owner] = sums.get(owner, 0) + row[column]
+            metric = CounterMetricFamily(family, help_text, labels=self._owner_label_names)
+            for owner, value in sorted(sums.items()):
+                metric.add_metric(list(owner), value)
             yield metric
 
     def _self_metrics(self):

@@ -1,0 +1,261 @@
+"""Pod metadata: which pod, container and workload a cgroup belongs to.
+
+The kernel reports cgroup ids; their paths name the container (every
+runtime puts its id in the leaf) and, under the kubelet, the pod's uid.
+The pods of this node, listed from the API server and refreshed by a
+bounded poll, map container ids to namespace, pod, container and owning
+workload.  A workload's name is the service name, as "namespace/workload",
+unless the container's spec sets OTEL_SERVICE_NAME.
+"""
+
+import json
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+LABELS = ("namespace", "pod", "container", "node")
+MAX_REPLY_BYTES = 64 << 20
+
+# The leaf of a container's cgroup, for every runtime and cgroup driver:
+#   systemd driver:  cri-containerd-<id>.scope, crio-<id>.scope, docker-<id>.scope
+#   cgroupfs driver: <id>, crio-<id>
+# crio-conmon-<id> is the runtime's monitor process, not the container.
+_CONTAINER_LEAF = re.compile(
+    r"^(?:(?:cri-containerd|crio|docker|containerd|libpod)-)?([0-9a-f]{64})(?:\.scope)?$")
+# kubepods-burstable-pod<uid with _>.slice (systemd) or pod<uid with ->
+_POD_DIR = re.compile(r"(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}"
+                      r"[-_][0-9a-f]{12})(?:\.slice)?$")
+_RUNTIME_PREFIX = re.compile(r"^[a-z-]+://")
+
+
+def parse_cgroup_path(path):
+    """(pod uid or None, container id or None) of a cgroup path."""
+    pod_uid = container_id = None
+    for part in (path or "").strip("/").split("/"):
+        pod = _POD_DIR.search(part)
+        if pod:
+            pod_uid = pod.group(1).replace("_", "-")
+        leaf = _CONTAINER_LEAF.match(part)
+        if leaf:
+            container_id = leaf.group(1)
+    return pod_uid, container_id
+
+
+@dataclass(frozen=True)
+class ContainerMeta:
+    namespace: str
+    pod: str
+    container: str
+    node: str
+    workload_kind: str
+    workload: str
+    otel_service_name: str = ""
+
+    @property
+    def service(self):
+        return self.otel_service_name or f"{self.namespace}/{self.workload}"
+
+    def labels(self):
+        return {"namespace": self.namespace, "pod": self.pod, "container": self.container,
+                "node": self.node}
+
+
+def _controller(metadata):
+    for ref in metadata.get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref.get("kind", ""), ref.get("name", "")
+    return None
+
+
+def workload_of(pod, owner_of=None):
+    """(kind, name) of the workload that owns `pod` (a pod object).
+
+    ReplicaSets are named <deployment>-<pod-template-hash>, and the pod carries
+    the hash as a label, so no lookup is needed for Deployments.  A Job's
+    CronJob is asked of `owner_of(namespace, kind, name)` (the API), when
+    given; without an answer the Job is the workload.
+    """
+    metadata = pod.get("metadata", {})
+    controller = _controller(metadata)
+    if not controller:
+        return "Pod", metadata.get("name", "")
+    kind, name = controller
+    if kind == "ReplicaSet":
+        template_hash = (metadata.get("labels") or {}).get("pod-template-hash")
+        if template_hash and name.endswith("-" + template_hash):
+            return "Deployment", name[: -len(template_hash) - 1]
+    if kind in ("ReplicaSet", "Job") and owner_of:
+        parent = owner_of(metadata.get("namespace", ""), kind, name)
+        if parent:
+            return parent
+    return kind, name
+
+
+def _otel_service_names(spec):
+    """{container name: literal OTEL_SERVICE_NAME in its spec}."""
+    names = {}
+    for group in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(group) or ():
+            for env in container.get("env") or ():
+                if env.get("name") == "OTEL_SERVICE_NAME" and isinstance(env.get("value"), str):
+                    names[container.get("name", "")] = env["value"]
+    return names
+
+
+def _require_strings(*values):
+    if not all(isinstance(v, str) for v in values):
+        raise TypeError("a name or id is not a string")
+
+
+def index_pods(pod_list, owner_of=None):
+    """({container id: ContainerMeta}, {pod uid: ContainerMeta of its pod}, pod IPs)
+    from a PodList object.  Malformed items are skipped and logged."""
+    containers, pods, addresses = {}, {}, {}
+    for pod in pod_list.get("items") or ():
+        try:
+            metadata, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+            kind, workload = workload_of(pod, owner_of)
+            otel = _otel_service_names(spec)
+            base = dict(namespace=metadata["namespace"], pod=metadata["name"],
+                        node=spec.get("nodeName", ""), workload_kind=kind, workload=workload)
+            _require_strings(metadata["uid"], *base.values())
+            pods[metadata["uid"]] = ContainerMeta(container="", **base)
+            for group in ("initContainerStatuses", "containerStatuses",
+                          "ephemeralContainerStatuses"):
+                for cs in status.get(group) or ():
+                    cid, name = cs.get("containerID") or "", cs.get("name", "")
+                    _require_strings(cid, name)
+                    cid = _RUNTIME_PREFIX.sub("", cid)
+                    if cid:
+                        containers[cid] = ContainerMeta(
+                            container=name, otel_service_name=otel.get(name, ""), **base)
+            for ip in status.get("podIPs") or ():
+                if isinstance(ip.get("ip"), str) and not spec.get("hostNetwork"):
+                    addresses[ip["ip"]] = pods[metadata["uid"]]
+        except (KeyError, TypeError, AttributeError) as exc:
+            log.warning("skipping a malformed pod in the API's reply: %r", exc)
+    return containers, pods, addresses
+
+
+class ApiClient:
+    """Just enough of the Kubernetes API: GET a path, as the pod's service account."""
+
+    def __init__(self, base_url=None, token=None, ca_file=None, timeout=10.0):
+        if base_url is None:
+            host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), \
+                os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+            if not host:
+                raise ValueError("not in a pod (no KUBERNETES_SERVICE_HOST); "
+                                 "set kubernetes_api to the API server's URL")
+            base_url = f"https://{host}:{port}"
+            token = token or _read(os.path.join(SERVICE_ACCOUNT, "token"))
+            ca_file = ca_file or os.path.join(SERVICE_ACCOUNT, "ca.crt")
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._context = ssl.create_default_context(cafile=ca_file) \
+            if self.base_url.startswith("https") else None
+        self.timeout = timeout
+
+    def get(self, path):
+        request = urllib.request.Request(self.base_url + path)
+        if self._token:
+            request.add_header("Authorization", f"Bearer {self._token}")
+        with urllib.request.urlopen(request, timeout=self.timeout,
+                                    context=self._context) as reply:
+            data = reply.read(MAX_REPLY_BYTES + 1)
+        if len(data) > MAX_REPLY_BYTES:
+            raise ValueError(f"reply to {path} larger than {MAX_REPLY_BYTES} bytes")
+        return json.loads(data)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+class PodMetadata:
+    """This node's pods, kept fresh by a poll; lookups never block on the API."""
+
+    def __init__(self, client, node, interval=30.0, owner_cache_size=4096):
+        self._client = client
+        self.node = node
+        self.interval = interval
+        self._containers, self._pods, self.addresses = {}, {}, {}
+        self._owners = {}
+        self._owner_cache_size = owner_cache_size
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._last_refresh = float("-inf")
+        self.failures = 0
+
+    def _owner_of(self, namespace, kind, name):
+        key = (namespace, kind, name)
+        if key not in self._owners:
+            group = "apps/v1/namespaces/{}/replicasets/{}" if kind == "ReplicaSet" \
+                else "batch/v1/namespaces/{}/jobs/{}"
+            try:
+                found = _controller(self._client.get(
+                    "/apis/" + group.format(namespace, name)).get("metadata", {}))
+            except (OSError, ValueError) as exc:
+                log.debug("no owner for %s %s/%s: %s", kind, namespace, name, exc)
+                return None  # not cached: asked again at the next refresh
+            if len(self._owners) >= self._owner_cache_size:
+                self._owners.clear()
+            self._owners[key] = found
+        return self._owners[key]
+
+    def refresh(self):
+        selector = urllib.parse.quote(f"spec.nodeName={self.node}") if self.node else ""
+        path = "/api/v1/pods" + (f"?fieldSelector={selector}" if selector else "")
+        try:
+            pod_list = self._client.get(path)
+            if not isinstance(pod_list, dict):
+                raise ValueError("the pod list is not an object")
+        except (OSError, ValueError) as exc:
+            self.failures += 1
+            log.warning("cannot list this node's pods from %s: %s", self._client.base_url, exc)
+            return False
+        containers, pods, addresses = index_pods(pod_list, self._owner_of)
+        with self._lock:
+            self._containers, self._pods, self.addresses = containers, pods, addresses
+            self._last_refresh = time.monotonic()
+        log.debug("pod metadata: %d pods, %d containers", len(pods), len(containers))
+        return True
+
+    def of_cgroup_path(self, path):
+        """ContainerMeta for a cgroup path (a pod's own cgroup gives the pod
+        with no container), or None.  An unknown container asks the poller
+        for an early refresh."""
+        pod_uid, container_id = parse_cgroup_path(path)
+        if not (pod_uid or container_id):
+            return None
+        with self._lock:
+            meta = self._containers.get(container_id) or self._pods.get(pod_uid)
+        if meta is None or (container_id and container_id not in self._containers):
+            self._wanted.set()
+        return meta
+
+    def run(self, stop, min_interval=5.0):
+        """Refresh every `interval`, or sooner (not more than once per
+        `min_interval`) when a lookup missed."""
+        while not stop.is_set():
+            self._wanted.wait(self.interval)
+            if stop.is_set():
+                return
+            wait = min_interval - (time.monotonic() - self._last_refresh)
+            if wait > 0 and stop.wait(wait):
+                return
+            self._wanted.clear()
+            self.refresh()

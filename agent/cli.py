@@ -84,6 +84,9 @@ def build_parser():
                        help="trace segments kept for /api/traces (default 10000)")
     agent.add_argument("--trace-unsampled", action="store_true", default=None,
                        help="also follow traces whose sampled flag is off")
+    agent.add_argument("--cgroup-root", metavar="DIR",
+                       help="the host's cgroup2 mount (default: found in mountinfo; in a "
+                            "container, mount the host's and name it here)")
     agent.add_argument("--kubernetes", choices=("auto", "on", "off"),
                        help="name services after their pods' workloads (default auto: on "
                             "inside a Kubernetes pod)")
@@ -103,11 +106,15 @@ def build_parser():
                     "Grafana's Node Graph API; agents that fail are left out and counted "
                     "in taskscope_collector_agent_up/_failures_total on /metrics.")
     collector.add_argument("--config", metavar="FILE",
-                           help="YAML with any of: agents (a list of URLs), prometheus, listen, "
+                           help="YAML with any of: agents (a list of URLs), agents_dns, "
+                                "prometheus, listen, "
                                 "graph_window, timeout, log_level; flags override it")
     sources = collector.add_mutually_exclusive_group()
     sources.add_argument("--agent", action="append", metavar="URL",
                          help="an agent's base URL, e.g. http://node1:9810 (repeat)")
+    sources.add_argument("--agents-dns", metavar="NAME:PORT",
+                         help="every address NAME resolves to is an agent, asked anew each "
+                              "time (a headless Service over the agents' DaemonSet)")
     sources.add_argument("--prometheus", metavar="URL",
                          help="build the graph from the agents' traces_service_graph_* series "
                               "in Prometheus (or Thanos, Mimir, VictoriaMetrics) instead")
@@ -200,7 +207,7 @@ def run_agent(cfg):
                              cfg.max_services)
     bpf, failed = bpf_module.load(selection, trace_unsampled=cfg.trace_unsampled)
     maps = KernelMaps(bpf, _probe_status(selection, failed))
-    cgroup_root = find_cgroup2_mount()
+    cgroup_root = cfg.cgroup_root or find_cgroup2_mount()
     seed_running_state(maps, cgroup_root)
     stop = threading.Event()
     pods = start_pod_metadata(cfg, stop)

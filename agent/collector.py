@@ -6,11 +6,13 @@ on one node to the server that another node owns.  An agent that is down or
 answers garbage is logged, counted and left out; the rest are still served.
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import functools
 import json
 import logging
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,13 +34,44 @@ log = logging.getLogger(__name__)
 MAX_REPLY_BYTES = 64 << 20
 
 
+def dns_agents(name_port):
+    """Agent URLs from every address a name resolves to: a Kubernetes headless
+    Service in front of the agents' DaemonSet answers with one per node."""
+    host, _, port = name_port.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot resolve the agents at %s: %s", name_port, exc)
+        return []
+    addresses = sorted({info[4][0] for info in infos})
+    return [f"http://[{a}]:{port}" if ":" in a else f"http://{a}:{port}" for a in addresses]
+
+
 class Collector:
+    """Asks agents; `agent_urls` is a list, or a function returning the
+    current list (DNS discovery)."""
+
+    MAX_AGENTS = 10000
+
     def __init__(self, agent_urls, timeout=5.0):
-        self.agent_urls = list(dict.fromkeys(u.rstrip("/") for u in agent_urls))
+        self._urls = agent_urls if callable(agent_urls) else \
+            (lambda fixed=list(dict.fromkeys(u.rstrip("/") for u in agent_urls)): fixed)
         self.timeout = timeout
-        self.up = {url: 0 for url in self.agent_urls}
-        self.failures = {url: 0 for url in self.agent_urls}
-        self.trace_failures = {url: 0 for url in self.agent_urls}
+        self.up = {}
+        self.failures = collections.Counter()
+        self.trace_failures = collections.Counter()
+        self.agent_urls = self._discover()
+
+    def _discover(self):
+        urls = self._urls()[: self.MAX_AGENTS]
+        self.agent_urls = urls
+        for gone in set(self.up) - set(urls):  # agents that left (a node removed)
+            del self.up[gone]
+        for url in urls:
+            self.up.setdefault(url, 0)
+            self.failures[url] += 0
+            self.trace_failures[url] += 0
+        return urls
 
     def _fetch(self, url, window):
         try:
@@ -80,9 +113,10 @@ class Collector:
             self.trace_failures[url] += 1
             return []
 
-        workers = max(1, min(16, len(self.agent_urls)))
+        urls = self._discover()
+        workers = max(1, min(16, len(urls)))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            return [s for found in pool.map(ask, self.agent_urls) for s in found]
+            return [s for found in pool.map(ask, urls) for s in found]
 
     def segments_of_trace(self, trace_id):
         return sorted(self._ask_all(f"/api/traces/{trace_id}"), key=lambda s: s["start"])
@@ -96,10 +130,11 @@ class Collector:
 
     def graph(self, window):
         sides, endpoints = [], {}
-        workers = max(1, min(16, len(self.agent_urls)))
+        urls = self._discover()
+        workers = max(1, min(16, len(urls)))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             for agent_sides, agent_endpoints in pool.map(
-                    lambda url: self._fetch(url, window), self.agent_urls):
+                    lambda url: self._fetch(url, window), urls):
                 sides += agent_sides
                 endpoints.update(agent_endpoints)
         return build_graph(sides, lambda ip, port: endpoints.get((ip, port)))
@@ -121,7 +156,7 @@ class CollectorMetrics:
                                        "Graph replies from the agent that were unusable "
                                        "(down, timed out, malformed).", labels=["agent"])
         for url in self._collector.agent_urls:
-            up.add_metric([url], self._collector.up[url])
+            up.add_metric([url], self._collector.up.get(url, 0))
             failures.add_metric([url], self._collector.failures[url])
         trace_failures = CounterMetricFamily(
             "taskscope_collector_trace_lookup_failures",
@@ -136,6 +171,7 @@ class CollectorMetrics:
 @dataclasses.dataclass
 class CollectorConfig:
     agents: tuple = ()
+    agents_dns: str = ""
     prometheus: str = ""
     listen: str = "0.0.0.0:9811"
     graph_window: str = "5m"
@@ -152,21 +188,27 @@ def collector_config(args):
     for key, value in values.items():
         if key not in known:
             raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(sorted(known))})")
-    flags = {"agents": args.agent, "prometheus": args.prometheus, "listen": args.listen,
+    flags = {"agents": args.agent, "agents_dns": args.agents_dns,
+             "prometheus": args.prometheus, "listen": args.listen,
              "graph_window": args.graph_window, "timeout": args.timeout,
              "log_level": args.log_level}
-    if flags["agents"] or flags["prometheus"]:  # a source on the command line replaces the file's
-        values.pop("agents", None)
-        values.pop("prometheus", None)
+    if flags["agents"] or flags["agents_dns"] or flags["prometheus"]:
+        for source in ("agents", "agents_dns", "prometheus"):  # the command line's replaces
+            values.pop(source, None)
     values.update({k: v for k, v in flags.items() if v is not None})
     agents = values.get("agents", ())
     if isinstance(agents, str) or not all(isinstance(a, str) for a in agents or ()):
         raise ConfigError(f"{origin}: key 'agents': expected a list of URLs, got {agents!r}")
     cfg.agents = tuple(agents or ())
     cfg.prometheus = values.get("prometheus") or ""
-    if bool(cfg.agents) == bool(cfg.prometheus):
-        raise ConfigError(f"{origin}: give either agents (--agent URL ...) or prometheus "
-                          "(--prometheus URL), not both and not neither")
+    cfg.agents_dns = values.get("agents_dns") or ""
+    if not isinstance(cfg.agents_dns, str) or \
+            (cfg.agents_dns and not cfg.agents_dns.rpartition(":")[2].isdigit()):
+        raise ConfigError(f"{origin}: key 'agents_dns': expected NAME:PORT, "
+                          f"got {cfg.agents_dns!r}")
+    if sum(map(bool, (cfg.agents, cfg.agents_dns, cfg.prometheus))) != 1:
+        raise ConfigError(f"{origin}: give one of agents (--agent URL ...), agents_dns "
+                          "(--agents-dns NAME:PORT) or prometheus (--prometheus URL)")
     checks = {"listen": config.CHECKS["listen"], "graph_window": config.CHECKS["graph_window"],
               "log_level": config.CHECKS["log_level"]}
     for key, check in checks.items():
@@ -199,12 +241,13 @@ def serve(args):
                                     timeout=settings.timeout)
         source = settings.prometheus
     else:
-        collector = Collector(settings.agents, timeout=settings.timeout)
+        agents = settings.agents or functools.partial(dns_agents, settings.agents_dns)
+        collector = Collector(agents, timeout=settings.timeout)
         server.registry.register(CollectorMetrics(collector))
         server.routes.update(trace_api.trace_routes(collector.segments_of_trace,
                                                     collector.slowest))
         body_of = lambda window: to_json(collector.graph(window))  # noqa: E731
-        source = f"{len(collector.agent_urls)} agents"
+        source = settings.agents_dns or f"{len(collector.agent_urls)} agents"
     server.routes.update(graph_api.graph_routes(
         body_of, config.parse_duration(cfg.graph_window), float("inf")))
     server.start()

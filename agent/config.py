@@ -32,6 +32,7 @@ class AgentConfig:
     log_level: str = "info"
     max_services: int = 500
     tracefs: str = ""
+    cgroup_root: str = ""
     graph_window: str = "5m"
     graph_expiry: str = "1h"
     graph_addresses: tuple = ()
@@ -79,7 +80,7 @@ def _check_max_services(value):
     return None if ok else "a whole number of at least 1"
 
 
-def _check_tracefs(value):
+def _check_path(value):
     return None if isinstance(value, str) else "a directory path"
 
 
@@ -140,7 +141,8 @@ CHECKS = {
     "probes": _check_probes,
     "log_level": _check_log_level,
     "max_services": _check_max_services,
-    "tracefs": _check_tracefs,
+    "tracefs": _check_path,
+    "cgroup_root": _check_path,
     "graph_window": _check_duration,
     "graph_expiry": _check_duration,
     "graph_addresses": _check_networks,

@@ -8,6 +8,7 @@ in every network namespace, from /proc.
 import ipaddress
 import logging
 import os
+import time
 
 from agent import procfs
 
@@ -70,12 +71,42 @@ def listening_ports(proc="/proc"):
 
 
 def cgroup_id(pid, cgroup2_root, proc="/proc"):
-    """The v2 cgroup id of a process: the inode of its cgroup directory."""
+    """The v2 cgroup id of a process: the inode of its cgroup directory.
+
+    Inside a container with its own cgroup namespace (a DaemonSet's agent),
+    /proc/PID/cgroup shows host processes as "/../..": then the process is
+    looked up in the cgroup.procs files of the host's tree, which must be
+    mounted at `cgroup2_root`.
+    """
     try:
         with open(f"{proc}/{pid}/cgroup") as f:
             for line in f:
                 if line.startswith("0::"):
-                    return os.stat(cgroup2_root + line[3:].strip()).st_ino
+                    path = line[3:].strip()
+                    if path.startswith("/.."):
+                        return _cgroup_of_pid(cgroup2_root).get(pid, 0)
+                    return os.stat(cgroup2_root + path).st_ino
     except OSError:
         pass
     return 0
+
+
+_MEMBERSHIP = {"at": float("-inf"), "root": None, "pids": {}}
+
+
+def _cgroup_of_pid(root, max_age=5.0):
+    """{pid: cgroup id} from every cgroup.procs under `root`, rebuilt at most
+    every `max_age` seconds (start-up asks for many pids in a row)."""
+    if _MEMBERSHIP["root"] != root or time.monotonic() - _MEMBERSHIP["at"] > max_age:
+        pids = {}
+        for dirpath, _, files in os.walk(root or "/nonexistent"):
+            if "cgroup.procs" not in files:
+                continue
+            try:
+                ino = os.stat(dirpath).st_ino
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    pids.update((int(line), ino) for line in f if line.strip())
+            except (OSError, ValueError):
+                continue
+        _MEMBERSHIP.update(at=time.monotonic(), root=root, pids=pids)
+    return _MEMBERSHIP["pids"]

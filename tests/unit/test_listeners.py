@@ -4,7 +4,7 @@ import socket
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.listeners import listening_ports, parse_proc_net_tcp
+from agent.listeners import cgroup_id, listening_ports, parse_proc_net_tcp
 
 PROC_NET_TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -29,3 +29,20 @@ def test_finds_a_listener_of_this_process():
         s.listen()
         port = s.getsockname()[1]
         assert listening_ports().get(port) == os.getpid()
+
+
+def test_cgroup_of_a_process_seen_through_another_cgroup_namespace(tmp_path):
+    # In a container with its own cgroup namespace, host processes show as /../..;
+    # their cgroup is found in the host tree's cgroup.procs instead.
+    root = tmp_path / "cgroup"
+    pod = root / "kubepods.slice" / "cri-containerd-abc.scope"
+    pod.mkdir(parents=True)
+    (pod / "cgroup.procs").write_text("41\n4242\n")
+    (root / "cgroup.procs").write_text("1\n")
+    proc = tmp_path / "proc"
+    (proc / "4242").mkdir(parents=True)
+    (proc / "4242" / "cgroup").write_text("0::/../../kubepods.slice/cri-containerd-abc.scope\n")
+    (proc / "7").mkdir()
+    (proc / "7" / "cgroup").write_text("0::/../..\n")
+    assert cgroup_id(4242, str(root), proc=str(proc)) == pod.stat().st_ino
+    assert cgroup_id(7, str(root), proc=str(proc)) == 0

@@ -3,13 +3,14 @@
 A uprobe is attached to a file, not to a process: once a copy of the
 library is hooked, every process that maps it, now or later, is covered.
 New copies (another virtualenv, another container image) are found by
-rescanning /proc/*/maps; files in other mount namespaces are reached
-through /proc/PID/root.
+rescanning /proc/*/maps, every second or as often as 1 % of a CPU allows;
+files in other mount namespaces are reached through /proc/PID/root.
 """
 
 import logging
 import os
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,15 @@ class MarkerHooks:
                 self._hooked.add(inode)
                 log.info("hooked the marker library %s", path)
 
-    def run(self, stop, interval=1.0):
-        while not stop.wait(interval):
+    def run(self, stop, interval=1.0, max_share=0.01):
+        """Rescan every `interval` seconds, or less often where one scan takes
+        long (many processes, big maps), so scanning stays under `max_share`
+        of a CPU."""
+        wait = interval
+        while not stop.wait(wait):
+            started = time.process_time()
             try:
                 self.scan()
             except Exception:
                 log.exception("scanning for the marker library failed; retrying")
+            wait = max(interval, (time.process_time() - started) / max_share)

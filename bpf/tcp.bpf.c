@@ -51,6 +51,9 @@ struct tcp_sock_info {
 	u64 unflushed_sent;
 	u64 unflushed_received;
 	u64 flushed_ns;
+	u64 batch_ns;       /* exchanges not yet added to edge_latency: */
+	u32 batch_count;    /* their number, */
+	u32 batch_slot;     /* and their common log2 slot */
 	u32 phase;
 	u32 traced_tid;     /* thread whose trace segment this connection serves */
 	u16 local_port;
@@ -118,28 +121,54 @@ static __always_inline void copy_address(u8 *dst, u16 family, const u8 *v4, cons
 	}
 }
 
+/* Exchanges that fell into the same log2 slot are batched in the socket and
+ * added to edge_latency together: steady traffic then costs a hash update
+ * per slot change or per second, not per exchange. */
+static __always_inline void edge_latency_flush(struct tcp_sock_info *i)
+{
+	if (!i->batch_count)
+		return;
+	struct edge_key k = i->edge;
+	struct hist_value zero = {};
+	k.slot = i->batch_slot;
+	struct hist_value *hv = edge_latency.lookup_or_try_init(&k, &zero);
+	if (hv) {
+		__sync_fetch_and_add(&hv->count, i->batch_count);
+		__sync_fetch_and_add(&hv->sum_ns, i->batch_ns);
+	} else {
+		count_drop(DROP_EDGE_LATENCY);
+	}
+	i->batch_count = 0;
+	i->batch_ns = 0;
+}
+
 /* Close the exchange in progress (if its response has begun) and, at close
- * or at most once a second, move the connection's byte counts onto its edge:
- * a hash update per exchange would cost more than the rest of the tracking. */
+ * or at most once a second, move the connection's batched latencies and
+ * byte counts onto its edge: updating the edge's hash entries on every
+ * exchange would cost more than the rest of the tracking. */
 static __always_inline void edge_flush(struct tcp_sock_info *i, u64 now, int closing)
 {
 	if (i->phase == PHASE_RESPONSE) {
 		u64 ns = i->last_response_ns - i->exchange_start_ns;
-		struct edge_key k = i->edge;
-		struct hist_value zero = {};
-		k.slot = log2_slot(ns);
-		hist_add(edge_latency.lookup_or_try_init(&k, &zero), ns, DROP_EDGE_LATENCY);
+		u32 slot = log2_slot(ns);
+		if (i->batch_count && slot != i->batch_slot)
+			edge_latency_flush(i);
+		i->batch_slot = slot;
+		i->batch_count++;
+		i->batch_ns += ns;
 		i->phase = PHASE_IDLE;
 	}
-	if ((i->unflushed_sent || i->unflushed_received) &&
-	    (closing || now - i->flushed_ns >= BYTES_FLUSH_NS)) {
-		struct edge_stats *e = edge_stats_of(&i->edge);
-		if (e) {
-			__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
-			__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
+	if (closing || now - i->flushed_ns >= BYTES_FLUSH_NS) {
+		edge_latency_flush(i);
+		if (i->unflushed_sent || i->unflushed_received) {
+			struct edge_stats *e = edge_stats_of(&i->edge);
+			if (e) {
+				__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
+				__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
+			}
+			i->unflushed_sent = 0;
+			i->unflushed_received = 0;
 		}
-		i->unflushed_sent = 0;
-		i->unflushed_received = 0;
 		i->flushed_ns = now;
 	}
 }
@@ -201,6 +230,11 @@ static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
 #endif
 
 #ifdef TCP_TRACES
+/* A context waits in pending_traces for its request's first read; seen on
+ * the wire longer ago than this, none is waiting (a stale entry is left to
+ * the LRU). */
+#define PENDING_TRACE_TTL_NS 10000000000ULL
+
 /* A new request on the connection: the previous one's segment is over, and
  * if the request carried a trace context (seen by traceparent.bpf.c), the
  * current thread now works for that trace. */
@@ -210,6 +244,10 @@ static __always_inline void trace_exchange_begins(struct tcp_sock_info *i, u64 s
 		segment_connection_closed(i->traced_tid, sk, now);
 		i->traced_tid = 0;
 	}
+	u32 zero = 0;
+	u64 *seen = pending_seen.lookup(&zero);
+	if (!seen || (s64)(now - *seen) > (s64)PENDING_TRACE_TTL_NS)
+		return;
 	struct flow f = {.local_port = i->local_port, .peer_port = i->peer_port};
 	__builtin_memcpy(f.local, i->edge.local, 16);
 	__builtin_memcpy(f.peer, i->edge.peer, 16);

@@ -26,6 +26,9 @@ struct scan_buffer {
 
 BPF_TABLE("lru_hash", struct flow, struct trace_context, pending_traces, MAX_PENDING_TRACES);
 BPF_PERCPU_ARRAY(trace_scan, struct scan_buffer, 1);
+/* When a trace context was last seen on the wire: until there is one, new
+ * exchanges skip their lookup in pending_traces. */
+BPF_ARRAY(pending_seen, u64, 1);
 
 #define METHOD(a, b, c, d) ((u32)(a) | (u32)(b) << 8 | (u32)(c) << 16 | (u32)(d) << 24)
 
@@ -168,54 +171,63 @@ static __always_inline void v4_mapped(u8 *dst, const u8 *v4)
 	__builtin_memcpy(dst + 12, v4, 4);
 }
 
+/* The flow of a packet that carried a trace context, as its socket sees it. */
+static __always_inline int packet_flow(struct __sk_buff *skb, const u8 *h, u32 ip_len,
+				       int ingress, struct flow *f)
+{
+	u8 ports[4];
+	if (bpf_skb_load_bytes(skb, ip_len, ports, 4))
+		return -1;
+	u16 sport = (u16)ports[0] << 8 | ports[1], dport = (u16)ports[2] << 8 | ports[3];
+	f->local_port = ingress ? dport : sport;
+	f->peer_port = ingress ? sport : dport;
+	if (ip_len == 40) {
+		__builtin_memcpy(ingress ? f->peer : f->local, h + 8, 16);
+		__builtin_memcpy(ingress ? f->local : f->peer, h + 24, 16);
+	} else {
+		v4_mapped(ingress ? f->peer : f->local, h + 12);
+		v4_mapped(ingress ? f->local : f->peer, h + 16);
+	}
+	return 0;
+}
+
+#define HEAD_BYTES 64  /* IP and TCP headers, usually with the request line's start */
+
 static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 {
-	u8 ip[40];
-	struct flow f = {};
-	u32 off;
-	/* Bare ACKs and other packets too short to carry a request line and a
-	 * header: out before any load. */
-	if (skb->len < 20 + 20 + 24)
+	/* Every packet on the node comes here: one load for the headers, one
+	 * for the payload's first word, and out unless it starts a request.
+	 * Packets too short for a request line and a header (bare ACKs) leave
+	 * before any load. */
+	u8 h[HEAD_BYTES];
+	u32 ip_len;
+	if (skb->len < HEAD_BYTES || bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
 		return 1;
-	if (bpf_skb_load_bytes(skb, 0, ip, 20))
-		return 1;
-	if ((ip[0] >> 4) == 4) {
+	if ((h[0] >> 4) == 4) {
 		/* TCP, and not a fragment (flags MF or an offset). */
-		if (ip[9] != IPPROTO_TCP_ || (ip[6] & 0x3f) || ip[7])
+		if (h[9] != IPPROTO_TCP_ || (h[6] & 0x3f) || h[7])
 			return 1;
-		off = (ip[0] & 0xf) * 4;
-		v4_mapped(ingress ? f.peer : f.local, ip + 12);
-		v4_mapped(ingress ? f.local : f.peer, ip + 16);
-	} else if ((ip[0] >> 4) == 6) {
-		if (bpf_skb_load_bytes(skb, 0, ip, 40) || ip[6] != IPPROTO_TCP_)
+		ip_len = (h[0] & 0xf) * 4;
+		if (ip_len < 20 || ip_len > 40)
 			return 1;
-		off = 40;
-		__builtin_memcpy(ingress ? f.peer : f.local, ip + 8, 16);
-		__builtin_memcpy(ingress ? f.local : f.peer, ip + 24, 16);
+	} else if ((h[0] >> 4) == 6) {
+		if (h[6] != IPPROTO_TCP_)
+			return 1;
+		ip_len = 40;
 	} else {
 		return 1;
 	}
-	u8 tcp[16];
-	if (bpf_skb_load_bytes(skb, off, tcp, 16))
-		return 1;
-	u16 sport = (u16)tcp[0] << 8 | tcp[1], dport = (u16)tcp[2] << 8 | tcp[3];
-	f.local_port = ingress ? dport : sport;
-	f.peer_port = ingress ? sport : dport;
-	off += (tcp[12] >> 4) * 4;
-	if (skb->len < off + 24)
-		return 1;
+	u32 off = ip_len + (h[(ip_len + 12) & (HEAD_BYTES - 1)] >> 4) * 4;
 	u32 first;
-	if (bpf_skb_load_bytes(skb, off, &first, 4) || !http_request_start(first))
+	if (skb->len < off + 24 || bpf_skb_load_bytes(skb, off, &first, 4) ||
+	    !http_request_start(first))
 		return 1;
 
 	u32 zero = 0;
 	struct scan_buffer *buf = trace_scan.lookup(&zero);
 	if (!buf)
 		return 1;
-	u64 len = skb->len;
-	if (len < off + 24)
-		return 1;
-	len -= off;
+	u64 len = skb->len - off;
 	if (len > SCAN_BYTES)
 		len = SCAN_BYTES;
 	/* Bounds the verifier can see, whatever clang made of the above. */
@@ -223,10 +235,16 @@ static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 	if (len < 24 || len > SCAN_BYTES || bpf_skb_load_bytes(skb, off, buf->bytes, len))
 		return 1;
 	struct trace_context tc = {};
-	if (find_trace_context(&tc, buf, len))
+	if (find_trace_context(&tc, buf, len) || (!(tc.flags & 1) && !TRACE_UNSAMPLED))
 		return 1;
-	if ((tc.flags & 1) || TRACE_UNSAMPLED)
-		pending_traces.update(&f, &tc);
+	struct flow f = {};
+	if (packet_flow(skb, h, ip_len, ingress, &f))
+		return 1;
+	pending_traces.update(&f, &tc);
+	/* Tells exchanges that a lookup in pending_traces may find something. */
+	u64 *seen = pending_seen.lookup(&zero);
+	if (seen)
+		*seen = bpf_ktime_get_ns();
 	return 1;
 }
 

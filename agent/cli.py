@@ -33,7 +33,8 @@ Load taskscope's eBPF probes and serve what they measure.
 Measures, in the kernel and per service: run-queue latency (sched), block-IO
 latency by device and operation (blockio), TCP connect latency, RTT,
 retransmits, connections and bytes (tcp).  A service is the process's
-OTEL_SERVICE_NAME, else its systemd unit or container, else its name.
+OTEL_SERVICE_NAME, else (on Kubernetes) its pod's workload, else its systemd
+unit or container, else its name.
 
 Trace correlation (traces): a thread's run-queue, block-IO and network
 waits while it serves a request whose traceparent (or b3) header it
@@ -45,7 +46,9 @@ Endpoints: /metrics (Prometheus text; OpenMetrics, with trace exemplars,
 when asked), /healthz, /api/graph: the service graph (who calls whom,
 requests, p50/p95/p99) as JSON, /api/traces/ID and
 /api/traces?service=S&min_seconds=N (the slowest recent segments).
-Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8).
+Needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8),
+plus CAP_NET_ADMIN for the wire capture and CAP_SYS_PTRACE +
+CAP_DAC_READ_SEARCH to read other users' processes.
 Settings come from defaults, then --config FILE (YAML, same keys with
 underscores), then flags.  SIGTERM or SIGINT detaches every probe and exits.
 """

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from agent.tracefs import find_tracefs
 from tests.e2e.agent_process import REPO, Agent, value
@@ -12,6 +13,11 @@ from tests.e2e.workloads import sh
 
 def bpf_program_ids():
     return {p["id"] for p in json.loads(sh("bpftool", "prog", "show", "--json").stdout)}
+
+
+def program_names(ids):
+    return {p.get("name") for p in json.loads(sh("bpftool", "prog", "show", "--json").stdout)
+            if p["id"] in ids}
 
 
 def tracefs_without(tmp_path, missing):
@@ -74,3 +80,18 @@ def test_unprivileged_start_names_missing_capabilities():
                        preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
     assert result.returncode == 2
     assert "needs CAP_BPF and CAP_PERFMON" in result.stderr, result.stderr
+
+
+def test_killed_agent_leaves_no_program_attached(tmp_path):
+    # The cgroup_skb programs hang off BPF links, which die with the process:
+    # even SIGKILL leaves nothing on the node's packets.
+    before = bpf_program_ids()
+    agent = Agent("--probes", "tcp,traces", log_path=tmp_path / "agent.log")
+    loaded = bpf_program_ids() - before
+    assert {"trace_ingress", "trace_egress"} <= program_names(loaded)
+    agent.kill()
+    for _ in range(50):
+        if not loaded & bpf_program_ids():
+            break
+        time.sleep(0.1)
+    assert not loaded & bpf_program_ids(), "BPF programs left loaded after SIGKILL"

@@ -66,7 +66,8 @@ def build_parser():
     agent.add_argument("--listen", metavar="HOST:PORT",
                        help=f"where to serve HTTP (default {config.AgentConfig.listen})")
     agent.add_argument("--probes", metavar="LIST",
-                       help=f"comma-separated probe groups (default {','.join(probes.GROUPS)})")
+                       help=f"comma-separated probe groups (default {','.join(probes.GROUPS)}) "
+                            f"or single probes ({','.join(probes.PROBE_NAMES)})")
     agent.add_argument("--log-level", choices=config.LOG_LEVELS, help="default info")
     agent.add_argument("--max-services", type=int, metavar="N",
                        help="services per metric before the rest fold into service=\"other\" "

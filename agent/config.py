@@ -5,7 +5,7 @@ import ipaddress
 import logging
 
 from agent.errors import ConfigError
-from agent.probes import GROUPS
+from agent.probes import GROUPS, PROBE_NAMES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -63,11 +63,12 @@ def _check_listen(value):
 def _check_probes(value):
     if isinstance(value, str):
         value = value.split(",")
+    known = f"groups {', '.join(GROUPS)} or probes {', '.join(PROBE_NAMES)}"
     if not isinstance(value, (list, tuple)) or not value:
-        return f"a non-empty list drawn from {', '.join(GROUPS)}"
-    unknown = [v for v in value if v not in GROUPS]
+        return f"a non-empty list drawn from {known}"
+    unknown = [v for v in value if v not in GROUPS and v not in PROBE_NAMES]
     if unknown:
-        return f"probe groups from {', '.join(GROUPS)} (unknown: {', '.join(map(str, unknown))})"
+        return f"probe {known} (unknown: {', '.join(map(str, unknown))})"
     return None
 
 

@@ -14,6 +14,8 @@ from agent.tracefs import tracepoint_exists
 log = logging.getLogger(__name__)
 
 GROUPS = ("sched", "blockio", "tcp", "traces")
+# Probes can also be chosen one by one (say tcp_connect,tcp_rtt without the
+# per-send/receive hooks of tcp_bytes and tcp_exchanges).
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Probe:
     # struct fields it reads (define, struct, member path, size in bytes).
     raw_events: tuple = ()
     fields: tuple = ()
+    # Probes it cannot work without, selected along with it.
+    needs: tuple = ()
 
 
 CATALOGUE = (
@@ -52,7 +56,8 @@ CATALOGUE = (
           required=("sched:sched_switch",), define="TRACE_SEGMENTS"),
     Probe("trace_wire", "traces", "traceparent.bpf.c",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
-                    "sock:sock_recv_length"), define="TRACE_WIRE"),
+                    "sock:sock_recv_length"), define="TRACE_WIRE",
+          needs=("trace_segments", "tcp_exchanges")),
     Probe("runqueue", "sched", "runqueue.bpf.c",
           required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch")),
     Probe("blockio", "blockio", "blockio.bpf.c",
@@ -64,10 +69,11 @@ CATALOGUE = (
     # inet_sock_set_state records, they could not be attributed.
     Probe("tcp_rtt", "tcp", "tcp.bpf.c",
           required=("sock:inet_sock_set_state", "tcp:tcp_probe"), define="TCP_RTT",
+          needs=("tcp_connect",),
           raw_events=(("tcp_probe", ("struct sock *", "struct sk_buff *")),),
           fields=(("TCP_SRTT_US_OFFSET", "tcp_sock", "srtt_us", 4),)),
     Probe("tcp_retransmit", "tcp", "tcp.bpf.c",
-          required=("tcp:tcp_retransmit_skb",), define="TCP_RETRANSMIT"),
+          required=("tcp:tcp_retransmit_skb",), define="TCP_RETRANSMIT", needs=("tcp_connect",)),
     # The service graph: request/response exchanges per connection, from the
     # direction changes of its byte stream; connections' roles and
     # addresses come from inet_sock_set_state.
@@ -75,7 +81,7 @@ CATALOGUE = (
     # send or receive, by their (netns, 4-tuple) as /proc listed them.
     Probe("tcp_exchanges", "tcp", "tcp.bpf.c",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
-                    "sock:sock_recv_length"), define="TCP_EXCHANGES",
+                    "sock:sock_recv_length"), define="TCP_EXCHANGES", needs=("tcp_connect",),
           fields=(("SKC_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),
                   ("SKC_DADDR_OFFSET", "sock", "__sk_common.skc_daddr", 4),
                   ("SKC_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_rcv_saddr", 4),
@@ -91,6 +97,9 @@ CATALOGUE = (
     Probe("tcp_bytes", "tcp", "tcp.bpf.c",
           required=("sock:sock_send_length", "sock:sock_recv_length"), define="TCP_BYTES"),
 )
+
+
+PROBE_NAMES = tuple(p.name for p in CATALOGUE if p.group != "core")
 
 
 @dataclass
@@ -140,12 +149,19 @@ def btf_defines(probe, btf):
 
 
 def select(groups, tracefs_root, btf=None):
-    """Pick the probes of `groups` whose tracepoints the kernel has.
+    """Pick the probes named by `groups` (group or probe names) whose
+    tracepoints the kernel has.
 
     With the kernel's BTF, probes that have a raw-tracepoint variant use it.
     """
     selection = Selection()
-    wanted = [p for p in CATALOGUE if p.group == "core" or p.group in groups]
+    names = {p.name for p in CATALOGUE if p.group == "core" or p.group in groups or p.name in groups}
+    while True:  # with what they need, transitively
+        more = {n for p in CATALOGUE if p.name in names for n in p.needs} - names
+        if not more:
+            break
+        names |= more
+    wanted = [p for p in CATALOGUE if p.name in names]
     for probe in wanted:
         absent = [tp for tp in probe.required if not tracepoint_exists(tracefs_root, tp)]
         if absent:

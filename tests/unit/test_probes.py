@@ -34,3 +34,9 @@ def test_missing_optional_tracepoint_leaves_the_fallback(tmp_path):
     assert "blockio" in [p.name for p in sel.enabled]
     assert "HAVE_BLOCK_BLOCK_RQ_INSERT" in sel.defines()
     assert "HAVE_BLOCK_BLOCK_IO_START" not in sel.defines()
+
+
+def test_single_probes_bring_what_they_need(tmp_path):
+    sel = select(("trace_wire", "tcp_rtt"), fake_tracefs(tmp_path, ALL))
+    assert {p.name for p in sel.enabled} == {
+        "identity", "trace_wire", "trace_segments", "tcp_exchanges", "tcp_connect", "tcp_rtt"}

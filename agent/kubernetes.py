@@ -117,9 +117,9 @@ def _require_strings(*values):
 
 
 def index_pods(pod_list, owner_of=None):
-    """({container id: ContainerMeta}, {pod uid: ContainerMeta of its pod}, pod IPs)
-    from a PodList object.  Malformed items are skipped and logged."""
-    containers, pods, addresses = {}, {}, {}
+    """({container id: ContainerMeta}, {pod uid: ContainerMeta of its pod}) from
+    a PodList object.  Malformed items are skipped and logged."""
+    containers, pods = {}, {}
     for pod in pod_list.get("items") or ():
         try:
             metadata, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
@@ -138,12 +138,9 @@ def index_pods(pod_list, owner_of=None):
                     if cid:
                         containers[cid] = ContainerMeta(
                             container=name, otel_service_name=otel.get(name, ""), **base)
-            for ip in status.get("podIPs") or ():
-                if isinstance(ip.get("ip"), str) and not spec.get("hostNetwork"):
-                    addresses[ip["ip"]] = pods[metadata["uid"]]
         except (KeyError, TypeError, AttributeError) as exc:
             log.warning("skipping a malformed pod in the API's reply: %r", exc)
-    return containers, pods, addresses
+    return containers, pods
 
 
 class ApiClient:
@@ -192,7 +189,7 @@ class PodMetadata:
         self._client = client
         self.node = node
         self.interval = interval
-        self._containers, self._pods, self.addresses = {}, {}, {}
+        self._containers, self._pods = {}, {}
         self._owners = {}
         self._owner_cache_size = owner_cache_size
         self._lock = threading.Lock()
@@ -227,9 +224,9 @@ class PodMetadata:
             self.failures += 1
             log.warning("cannot list this node's pods from %s: %s", self._client.base_url, exc)
             return False
-        containers, pods, addresses = index_pods(pod_list, self._owner_of)
+        containers, pods = index_pods(pod_list, self._owner_of)
         with self._lock:
-            self._containers, self._pods, self.addresses = containers, pods, addresses
+            self._containers, self._pods = containers, pods
             self._last_refresh = time.monotonic()
         log.debug("pod metadata: %d pods, %d containers", len(pods), len(containers))
         return True

@@ -50,7 +50,7 @@ def owner_lookup(namespace, kind, name):
 
 
 def test_recorded_pod_list_indexes_every_container_with_its_workload():
-    containers, pods, addresses = index_pods(RECORDED["pods"], owner_lookup)
+    containers, pods = index_pods(RECORDED["pods"], owner_lookup)
     checkout = containers[A]
     assert (checkout.namespace, checkout.pod, checkout.container, checkout.node) == (
         "shop", "checkout-7d4b9c5f6-x2x9z", "app", "node-a")
@@ -65,12 +65,10 @@ def test_recorded_pod_list_indexes_every_container_with_its_workload():
     # A bare pod is its own workload; a container without an id is skipped.
     assert pods["33333333-4444-5555-6666-777777777777"].service == "default/debug-shell"
     assert set(containers) == {A, "b" * 64, C, "d" * 64, E, "f" * 64}
-    # Host-network pods do not own their IP.
-    assert set(addresses) == {"10.244.1.17", "10.244.1.18", "10.244.1.19", "10.244.1.20"}
 
 
 def test_without_the_owner_api_a_jobs_pods_belong_to_the_job():
-    containers, _, _ = index_pods(RECORDED["pods"])
+    containers, _ = index_pods(RECORDED["pods"])
     assert containers[E].service == "billing/invoice-sweep-28912345"
 
 
@@ -114,6 +112,6 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size
 
 @given(st.dictionaries(st.just("items"), st.lists(JSON, max_size=4)))
 def test_any_json_shaped_pod_list_is_indexed_or_skipped(pod_list):
-    containers, pods, addresses = index_pods(pod_list)
-    for meta in [*containers.values(), *pods.values(), *addresses.values()]:
+    containers, pods = index_pods(pod_list)
+    for meta in [*containers.values(), *pods.values()]:
         assert all(isinstance(v, str) for v in (*meta.labels().values(), meta.service))

@@ -195,13 +195,20 @@ static __always_inline int packet_flow(struct __sk_buff *skb, const u8 *h, u32 i
 
 static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 {
-	/* Every packet on the node comes here: one load for the headers, one
-	 * for the payload's first word, and out unless it starts a request.
-	 * Packets too short for a request line and a header (bare ACKs) leave
-	 * before any load. */
+	/* Every packet on the node comes here: the headers and the payload's
+	 * first word are read, and out unless it starts a request.  Packets
+	 * too short for a request line and a header (bare ACKs) leave before
+	 * any read. */
 	u8 h[HEAD_BYTES];
 	u32 ip_len;
-	if (skb->len < HEAD_BYTES || bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
+	if (skb->len < HEAD_BYTES)
+		return 1;
+	/* Headers are linear: read them in place, which costs less than the
+	 * helper that can also read from page fragments. */
+	u8 *data = (u8 *)(long)skb->data, *data_end = (u8 *)(long)skb->data_end;
+	if (data + HEAD_BYTES <= data_end)
+		__builtin_memcpy(h, data, HEAD_BYTES);
+	else if (bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
 		return 1;
 	if ((h[0] >> 4) == 4) {
 		/* TCP, and not a fragment (flags MF or an offset). */
@@ -219,8 +226,13 @@ static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 	}
 	u32 off = ip_len + (h[(ip_len + 12) & (HEAD_BYTES - 1)] >> 4) * 4;
 	u32 first;
-	if (skb->len < off + 24 || bpf_skb_load_bytes(skb, off, &first, 4) ||
-	    !http_request_start(first))
+	if (skb->len < off + 24)
+		return 1;
+	if (data + off + 4 <= data_end)
+		first = *(u32 *)(data + off);
+	else if (bpf_skb_load_bytes(skb, off, &first, 4))
+		return 1;
+	if (!http_request_start(first))
 		return 1;
 
 	u32 zero = 0;

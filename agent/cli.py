@@ -154,7 +154,7 @@ def _probe_status(selection, failed):
     return status
 
 
-def seed_running_state(maps, cgroup_root):
+def seed_running_state(maps, cgroup_root, defines):
     """Tell the kernel about processes and listeners that predate the agent."""
     maps.seed_identities(identity.running_processes())
 
@@ -163,8 +163,9 @@ def seed_running_state(maps, cgroup_root):
         return (listeners.cgroup_id(pid, cgroup_root), *who) if who else None
 
     if maps.has("tcp_listeners"):
-        owners = {port: owner(pid) for port, pid in listeners.listening_ports().items()}
-        maps.seed_listeners({port: o for port, o in owners.items() if o})
+        owners = {where: owner(pid) for where, pid in listeners.listening_ports().items()}
+        maps.seed_listeners({where: o for where, o in owners.items() if o},
+                            by_netns="TCP_EXCHANGES_BTF" in defines)
     if maps.has("tcp_preexisting"):
         rows = [(*conn, owner(pid)) for *conn, pid in preexisting.established()]
         maps.seed_connections([row for row in rows if row[-1]])
@@ -212,7 +213,8 @@ def run_agent(cfg):
     bpf, failed = bpf_module.load(selection, trace_unsampled=cfg.trace_unsampled)
     maps = KernelMaps(bpf, _probe_status(selection, failed))
     cgroup_root = cfg.cgroup_root or find_cgroup2_mount()
-    seed_running_state(maps, cgroup_root)
+    seed_running_state(maps, cgroup_root,
+                       selection.defines([p for p in selection.enabled if p.name not in failed]))
     stop = threading.Event()
     pods = start_pod_metadata(cfg, stop)
     resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root), pods)

@@ -158,14 +158,18 @@ class KernelMaps:
                 log.warning("cannot seed identity of pid %d: %s", tgid, exc)
         log.info("named %d running processes", len(processes))
 
-    def seed_listeners(self, owners):
-        """Record who listens on each port: {port: (cgroup id, kind, name bytes)}."""
+    def seed_listeners(self, owners, by_netns):
+        """Record who listens where: {(netns inode, port): (cgroup id, kind, name
+        bytes)}.  Without `by_netns` (the kernel side cannot read namespaces
+        here) listeners are keyed by port alone, as the probe keys them."""
         table = self._bpf["tcp_listeners"]
-        for port, (cgroup, kind, name) in owners.items():
+        for (netns, port), (cgroup, kind, name) in owners.items():
+            key = table.Key()
+            key.netns, key.port = (netns if by_netns else 0), port
             leaf = table.Leaf()
             leaf.cgroup_id = cgroup
             leaf.ident = ident_hash(kind, name)
-            table[table.Key(port)] = leaf
+            table[key] = leaf
         log.info("found %d TCP listeners already open", len(owners))
 
     def seed_connections(self, connections):

@@ -56,13 +56,13 @@ def parse_proc_net_tcp(text):
 
 
 def listening_ports(proc="/proc"):
-    """{port: pid} of every TCP listener, across network namespaces."""
+    """{(network namespace inode, port): pid} of every TCP listener."""
     all_pids = procfs.pids(proc)
     listeners = {}
-    for pid in procfs.netns_members(proc, all_pids).values():
+    for netns, pid in procfs.netns_members(proc, all_pids).items():
         for name in ("tcp", "tcp6"):
             text = procfs.read_text(f"{proc}/{pid}/net/{name}")
-            listeners.update({inode: port for port, inode in parse_proc_net_tcp(text)})
+            listeners.update({inode: (netns, port) for port, inode in parse_proc_net_tcp(text)})
     ports = {}
     for pid in all_pids:
         for inode in procfs.socket_inodes(pid, proc) & listeners.keys():

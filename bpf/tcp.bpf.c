@@ -84,7 +84,27 @@ struct tcp_bytes {
 /* Entries leak when a socket vanishes unseen (e.g. the agent started after
  * it opened): LRU keeps the map bounded. */
 BPF_TABLE("lru_hash", u64, struct tcp_sock_info, tcp_sockets, TCP_MAX_SOCKETS);
-BPF_TABLE("lru_hash", u16, struct owner, tcp_listeners, TCP_MAX_LISTENERS);
+/* Who listens where: by network namespace and port, since every pod of a
+ * node may listen on 8080.  The namespace is read through BTF offsets; without
+ * them it is 0 and listeners are told apart by port alone. */
+struct listener_key {
+	u32 netns;
+	u16 port;
+	u16 pad;
+};
+BPF_TABLE("lru_hash", struct listener_key, struct owner, tcp_listeners, TCP_MAX_LISTENERS);
+
+static __always_inline u32 sock_netns(const void *sk)
+{
+	u32 inum = 0;
+#ifdef TCP_EXCHANGES_BTF
+	void *net = 0;
+	bpf_probe_read_kernel(&net, sizeof(net), sk + SKC_NET_OFFSET);
+	if (net)
+		bpf_probe_read_kernel(&inum, sizeof(inum), net + NET_NS_INUM_OFFSET);
+#endif
+	return inum;
+}
 BPF_HASH(tcp_stats, struct owner, struct tcp_counters, TCP_STATS_ENTRIES);
 /* counter slot (see taskscope.h) -> bytes, per CPU. */
 BPF_PERCPU_ARRAY(tcp_bytes, struct tcp_bytes, MAX_COUNTER_SLOTS);
@@ -337,9 +357,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	}
 	if (to == TCP_STATE_LISTEN) {
 		struct owner o;
-		u16 port = args->sport;
+		struct listener_key lk = {.netns = sock_netns(args->skaddr), .port = args->sport};
 		current_owner(&o);
-		tcp_listeners.update(&port, &o);
+		tcp_listeners.update(&lk, &o);
 		return 0;
 	}
 	if (to == TCP_STATE_ESTABLISHED && from == TCP_STATE_SYN_SENT) {
@@ -366,8 +386,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		return 0;
 	}
 	if (to == TCP_STATE_ESTABLISHED && from == TCP_STATE_SYN_RECV) {
-		u16 port = args->sport;
-		struct owner *listener = tcp_listeners.lookup(&port);
+		struct listener_key lk = {.netns = sock_netns(args->skaddr), .port = args->sport};
+		struct owner *listener = tcp_listeners.lookup(&lk);
 		struct tcp_sock_info info = {};
 		if (listener)
 			info.owner = *listener;

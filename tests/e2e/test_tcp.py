@@ -111,3 +111,40 @@ def test_listener_opened_before_the_agent_is_charged_its_connections(netns_pair,
         late.stop()
     assert value(samples, "taskscope_tcp_connections_opened_total",
                  service="early-server", direction="passive") == 5
+
+
+CONNECT_5 = """
+import socket, sys
+for _ in range(5):
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+    s.sendall(b"hi\\n")
+    s.recv(16)
+    s.close()
+"""
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["started after", "started before"])
+def test_same_port_in_two_namespaces_keeps_two_owners(netns_pair, server, tmp_path, early):
+    # Every pod of a node may listen on 8080: listeners are told apart by
+    # network namespace, whether the kernel saw them listen or /proc did.
+    def listen():
+        server(8083, "ns-listener")
+        host = run_named("host-listener", LINE_SERVER, netns_pair["client_ip"], 8083,
+                         wait=False, stdout=subprocess.PIPE, text=True)
+        assert host.stdout.readline().strip() == "listening"
+        return host
+
+    host = listen() if early else None
+    agent = Agent("--probes", "tcp", log_path=tmp_path / "agent.log")
+    try:
+        host = host or listen()
+        run_named("to-ns", CONNECT_5, netns_pair["server_ip"], 8083)
+        run_named("to-host", CONNECT_5, netns_pair["client_ip"], 8083)
+        samples = agent.scrape()
+    finally:
+        agent.stop()
+        host.kill()
+        host.wait()
+    for service in ("ns-listener", "host-listener"):
+        assert value(samples, "taskscope_tcp_connections_opened_total",
+                     service=service, direction="passive") == 5, service

@@ -28,7 +28,8 @@ def test_finds_a_listener_of_this_process():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert listening_ports().get(port) == os.getpid()
+        netns = os.stat("/proc/self/ns/net").st_ino
+        assert listening_ports().get((netns, port)) == os.getpid()
 
 
 def test_cgroup_of_a_process_seen_through_another_cgroup_namespace(tmp_path):

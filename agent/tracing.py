@@ -39,10 +39,17 @@ class Tracing:
             thread.start()
             self._threads.append(thread)
 
-    def close(self):
+    def close(self, flush_timeout=2.0):
         for thread in self._threads:
             thread.join(timeout=2)
         if self.wire:
             self.wire.close()
         if self.spans:
-            self.spans.close()
+            # An unreachable OTLP endpoint must not hold up the exit: the
+            # exporter retries for a minute.
+            flush = threading.Thread(target=self.spans.close, name="otlp-flush", daemon=True)
+            flush.start()
+            flush.join(flush_timeout)
+            if flush.is_alive():
+                log.warning("OTLP endpoint did not take the last spans within %.0f s; "
+                            "they are dropped", flush_timeout)

@@ -377,3 +377,16 @@ def test_otel_sdk_span_processor_marks_consumer_spans(traced_agent, tmp_path):
     [segment] = segments(traced_agent, trace_id, "task")
     assert segment["service"] == "invoice-worker" and segment["parent_span_id"] == span_id
     assert segment["blockio_count"] > 0
+
+
+def test_unreachable_otlp_endpoint_does_not_hold_up_shutdown(http_service, tmp_path):
+    agent = Agent("--probes", "sched,tcp,traces", "--otlp-endpoint",
+                  f"http://127.0.0.1:{free_port()}", log_path=tmp_path / "agent.log")
+    try:
+        traceparent = new_traceparent()
+        get(http_service, traceparent)
+        assert segments(agent, traceparent.split("-")[1], "server")
+        time.sleep(1.5)  # the exporter has tried, and failed, at least once
+    finally:
+        code, seconds = agent.stop()
+    assert code == 0 and seconds < 4.5, (code, seconds, agent.log())

@@ -390,3 +390,31 @@ def test_unreachable_otlp_endpoint_does_not_hold_up_shutdown(http_service, tmp_p
     finally:
         code, seconds = agent.stop()
     assert code == 0 and seconds < 4.5, (code, seconds, agent.log())
+
+
+def test_garbage_handed_to_the_marker_is_counted_not_traced(traced_agent, marker_venv):
+    def dropped():
+        return value(traced_agent.scrape(), "taskscope_map_drops_total",
+                     reason="segment_bad_marker")
+
+    before = dropped()
+    # Calls the marker with junk every 50 ms until the agent has hooked it and counted.
+    app = subprocess.Popen([str(marker_venv), "-c", """
+import time, taskscope_marker
+for _ in range(400):
+    taskscope_marker.begin("00-not-a-trace-context")
+    taskscope_marker.end()
+    taskscope_marker.begin("")
+    taskscope_marker.end()
+    time.sleep(0.05)
+"""])
+    try:
+        deadline = time.monotonic() + 15
+        while dropped() <= before:
+            assert time.monotonic() < deadline, "bad marker calls were never counted"
+            time.sleep(0.2)
+    finally:
+        app.kill()
+        app.wait()
+    _, _, body = traced_agent.get("/api/traces?limit=1000")
+    assert not [s for s in json.loads(body)["segments"] if s["pid"] == app.pid]

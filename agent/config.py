@@ -120,7 +120,8 @@ def _check_bool(value):
 
 
 def _check_kubernetes(value):
-    return None if value in ("auto", "on", "off") else "auto, on or off"
+    # YAML reads a bare on/off as true/false.
+    return None if value in ("auto", "on", "off", True, False) else "auto, on or off"
 
 
 def _check_pod_labels(value):
@@ -163,6 +164,8 @@ def _normalise(key, value):
         return tuple(v for v in value.split(",") if v)
     if key == "probes":
         return tuple(value)
+    if key == "kubernetes" and isinstance(value, bool):
+        return "on" if value else "off"
     if key == "kubernetes_labels":
         items = value.split(",") if isinstance(value, str) else value
         return tuple(v for v in items if v)

@@ -42,3 +42,11 @@ def test_empty_file_means_defaults(tmp_path):
     f = tmp_path / "empty.yaml"
     f.write_text("")
     assert apply(AgentConfig(), load_file(f), str(f)) == AgentConfig()
+
+
+def test_bare_yaml_on_and_off_mean_what_they_say(tmp_path):
+    f = tmp_path / "k.yaml"
+    f.write_text("kubernetes: on\n")
+    assert apply(AgentConfig(), load_file(f), str(f)).kubernetes == "on"
+    f.write_text("kubernetes: off\n")
+    assert apply(AgentConfig(), load_file(f), str(f)).kubernetes == "off"

@@ -60,7 +60,7 @@ class Collector:
         self.up = {}
         self.failures = collections.Counter()
         self.trace_failures = collections.Counter()
-        self.agent_urls = self._discover()
+        self._discover()
 
     def _discover(self):
         urls = self._urls()[: self.MAX_AGENTS]
@@ -72,6 +72,12 @@ class Collector:
             self.failures[url] += 0
             self.trace_failures[url] += 0
         return urls
+
+    def _each_agent(self, ask):
+        """[ask(url)] for every agent found now, asked in parallel."""
+        urls = self._discover()
+        with concurrent.futures.ThreadPoolExecutor(max(1, min(16, len(urls)))) as pool:
+            return list(pool.map(ask, urls))
 
     def _fetch(self, url, window):
         try:
@@ -113,10 +119,7 @@ class Collector:
             self.trace_failures[url] += 1
             return []
 
-        urls = self._discover()
-        workers = max(1, min(16, len(urls)))
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            return [s for found in pool.map(ask, urls) for s in found]
+        return [s for found in self._each_agent(ask) for s in found]
 
     def segments_of_trace(self, trace_id):
         return sorted(self._ask_all(f"/api/traces/{trace_id}"), key=lambda s: s["start"])
@@ -130,13 +133,9 @@ class Collector:
 
     def graph(self, window):
         sides, endpoints = [], {}
-        urls = self._discover()
-        workers = max(1, min(16, len(urls)))
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            for agent_sides, agent_endpoints in pool.map(
-                    lambda url: self._fetch(url, window), urls):
-                sides += agent_sides
-                endpoints.update(agent_endpoints)
+        for agent_sides, agent_endpoints in self._each_agent(lambda url: self._fetch(url, window)):
+            sides += agent_sides
+            endpoints.update(agent_endpoints)
         return build_graph(sides, lambda ip, port: endpoints.get((ip, port)))
 
 
@@ -179,49 +178,59 @@ class CollectorConfig:
     log_level: str = "info"
 
 
+def _check_agents(value):
+    ok = value is None or (isinstance(value, (list, tuple))
+                           and all(isinstance(a, str) for a in value))
+    return None if ok else "a list of URLs"
+
+
+def _check_agents_dns(value):
+    ok = value is None or (isinstance(value, str)
+                           and (not value or value.rpartition(":")[2].isdigit()))
+    return None if ok else "NAME:PORT"
+
+
+def _check_prometheus(value):
+    return None if value is None or isinstance(value, str) else "a URL"
+
+
+def _check_timeout(value):
+    ok = isinstance(value, (int, float)) and value > 0
+    return None if ok else "a positive number of seconds"
+
+
+CHECKS = {
+    "agents": _check_agents,
+    "agents_dns": _check_agents_dns,
+    "prometheus": _check_prometheus,
+    "listen": config.CHECKS["listen"],
+    "graph_window": config.CHECKS["graph_window"],
+    "timeout": _check_timeout,
+    "log_level": config.CHECKS["log_level"],
+}
+SOURCES = ("agents", "agents_dns", "prometheus")
+
+
 def collector_config(args):
     """Defaults, then --config FILE, then flags; ConfigError names what is wrong."""
     cfg = CollectorConfig()
     values = config.load_file(args.config) if args.config else {}
-    origin = args.config or "command line"
-    known = {f.name for f in dataclasses.fields(cfg)}
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(sorted(known))})")
     flags = {"agents": args.agent, "agents_dns": args.agents_dns,
              "prometheus": args.prometheus, "listen": args.listen,
              "graph_window": args.graph_window, "timeout": args.timeout,
              "log_level": args.log_level}
-    if flags["agents"] or flags["agents_dns"] or flags["prometheus"]:
-        for source in ("agents", "agents_dns", "prometheus"):  # the command line's replaces
-            values.pop(source, None)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    agents = values.get("agents", ())
-    if isinstance(agents, str) or not all(isinstance(a, str) for a in agents or ()):
-        raise ConfigError(f"{origin}: key 'agents': expected a list of URLs, got {agents!r}")
-    cfg.agents = tuple(agents or ())
-    cfg.prometheus = values.get("prometheus") or ""
-    cfg.agents_dns = values.get("agents_dns") or ""
-    if not isinstance(cfg.agents_dns, str) or \
-            (cfg.agents_dns and not cfg.agents_dns.rpartition(":")[2].isdigit()):
-        raise ConfigError(f"{origin}: key 'agents_dns': expected NAME:PORT, "
-                          f"got {cfg.agents_dns!r}")
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if any(source in flags for source in SOURCES):  # the command line's source replaces the file's
+        values = {k: v for k, v in values.items() if k not in SOURCES}
+    config.apply(cfg, values, args.config, CHECKS)
+    config.apply(cfg, flags, "command line", CHECKS)
+    cfg.agents = tuple(cfg.agents or ())
+    cfg.agents_dns = cfg.agents_dns or ""
+    cfg.prometheus = cfg.prometheus or ""
+    cfg.timeout = float(cfg.timeout)
     if sum(map(bool, (cfg.agents, cfg.agents_dns, cfg.prometheus))) != 1:
-        raise ConfigError(f"{origin}: give one of agents (--agent URL ...), agents_dns "
-                          "(--agents-dns NAME:PORT) or prometheus (--prometheus URL)")
-    checks = {"listen": config.CHECKS["listen"], "graph_window": config.CHECKS["graph_window"],
-              "log_level": config.CHECKS["log_level"]}
-    for key, check in checks.items():
-        if key in values:
-            problem = check(values[key])
-            if problem:
-                raise ConfigError(f"{origin}: key '{key}': expected {problem}, "
-                                  f"got {values[key]!r}")
-            setattr(cfg, key, values[key])
-    if "timeout" in values:
-        if not isinstance(values["timeout"], (int, float)) or values["timeout"] <= 0:
-            raise ConfigError(f"{origin}: key 'timeout': expected a positive number of seconds")
-        cfg.timeout = float(values["timeout"])
+        raise ConfigError(f"{args.config or 'command line'}: give one of agents (--agent URL ...), "
+                          "agents_dns (--agents-dns NAME:PORT) or prometheus (--prometheus URL)")
     return cfg
 
 

@@ -175,16 +175,17 @@ def _normalise(key, value):
     return value
 
 
-def apply(config, values, origin):
-    """Validate `values` ({key: value}) and set them on `config`.
+def apply(config, values, origin, checks=CHECKS):
+    """Validate `values` ({key: value}) against `checks` (the agent's unless
+    told) and set them on `config`.
 
     `origin` names where they came from (a file path, "command line") so the
     error tells the operator exactly what to fix.
     """
     for key, value in values.items():
-        if key not in CHECKS:
-            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(CHECKS)})")
-        problem = CHECKS[key](value)
+        if key not in checks:
+            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(checks)})")
+        problem = checks[key](value)
         if problem:
             raise ConfigError(f"{origin}: key '{key}': expected {problem}, got {value!r}")
         setattr(config, key, _normalise(key, value))

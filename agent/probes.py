@@ -155,7 +155,8 @@ def select(groups, tracefs_root, btf=None):
     With the kernel's BTF, probes that have a raw-tracepoint variant use it.
     """
     selection = Selection()
-    names = {p.name for p in CATALOGUE if p.group == "core" or p.group in groups or p.name in groups}
+    names = {p.name for p in CATALOGUE
+             if p.group == "core" or p.group in groups or p.name in groups}
     while True:  # with what they need, transitively
         more = {n for p in CATALOGUE if p.name in names for n in p.needs} - names
         if not more:

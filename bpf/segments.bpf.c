@@ -94,15 +94,27 @@ static __always_inline void figures_add(struct segment_figures *to, const struct
 	to->other_ns += from->other_ns;
 }
 
-static __always_inline void segment_commit(struct segment *s, u64 now)
+/* The thread ran from its last switch-in (or the segment's start) to now. */
+static __always_inline void segment_count_oncpu(struct segment *s, u64 now)
 {
-	/* A sleep that ended without socket data to read: not the network. */
+	u64 since = s->in_ns > s->start_ns ? s->in_ns : s->start_ns;
+	s->pending.oncpu_ns += now - since;
+}
+
+/* An interruptible sleep that ended without socket data to read was not the
+ * network: a lock, a timer, a pipe. */
+static __always_inline void segment_sleep_was_other(struct segment *s)
+{
 	s->pending.other_ns += s->sleep_ns;
 	s->sleep_ns = 0;
+}
+
+static __always_inline void segment_commit(struct segment *s, u64 now)
+{
+	segment_sleep_was_other(s);
 	if (s->out_ns == 0 || s->in_ns > s->out_ns) {
 		/* On CPU right now: count the time up to here. */
-		u64 since = s->in_ns > s->start_ns ? s->in_ns : s->start_ns;
-		s->pending.oncpu_ns += now - since;
+		segment_count_oncpu(s, now);
 		s->in_ns = now;
 	}
 	figures_add(&s->done, &s->pending);
@@ -201,12 +213,8 @@ static __always_inline void segment_switch_out(u32 tid, u32 state, u64 now)
 	struct segment *s = segment_of(tid);
 	if (!s)
 		return;
-	u64 since = s->in_ns > s->start_ns ? s->in_ns : s->start_ns;
-	s->pending.oncpu_ns += now - since;
-	/* An interruptible sleep that ended without socket data was something
-	 * else: a lock, a timer, a pipe. */
-	s->pending.other_ns += s->sleep_ns;
-	s->sleep_ns = 0;
+	segment_count_oncpu(s, now);
+	segment_sleep_was_other(s);
 	s->out_ns = now;
 	s->out_state = state;
 }

@@ -117,16 +117,23 @@ static __always_inline void current_owner(struct owner *o)
 	o->ident = current_ident();
 }
 
-/* Add one sample to the histogram entry the caller looked up (or created)
- * with lookup_or_try_init; a NULL entry means the map was full. */
-static __always_inline void hist_add(struct hist_value *hv, u64 value_ns, u32 drop_reason)
+/* Add `count` samples summing to `sum_ns` to the histogram entry the caller
+ * looked up (or created) with lookup_or_try_init; a NULL entry means the map
+ * was full. */
+static __always_inline void hist_add_many(struct hist_value *hv, u64 count, u64 sum_ns,
+					  u32 drop_reason)
 {
 	if (!hv) {
 		count_drop(drop_reason);
 		return;
 	}
-	__sync_fetch_and_add(&hv->count, 1);
-	__sync_fetch_and_add(&hv->sum_ns, value_ns);
+	__sync_fetch_and_add(&hv->count, count);
+	__sync_fetch_and_add(&hv->sum_ns, sum_ns);
+}
+
+static __always_inline void hist_add(struct hist_value *hv, u64 value_ns, u32 drop_reason)
+{
+	hist_add_many(hv, 1, value_ns, drop_reason);
 }
 
 /* Counters bumped on every send and receive live in per-CPU arrays indexed

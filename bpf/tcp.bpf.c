@@ -151,13 +151,8 @@ static __always_inline void edge_latency_flush(struct tcp_sock_info *i)
 	struct edge_key k = i->edge;
 	struct hist_value zero = {};
 	k.slot = i->batch_slot;
-	struct hist_value *hv = edge_latency.lookup_or_try_init(&k, &zero);
-	if (hv) {
-		__sync_fetch_and_add(&hv->count, i->batch_count);
-		__sync_fetch_and_add(&hv->sum_ns, i->batch_ns);
-	} else {
-		count_drop(DROP_EDGE_LATENCY);
-	}
+	hist_add_many(edge_latency.lookup_or_try_init(&k, &zero), i->batch_count, i->batch_ns,
+		      DROP_EDGE_LATENCY);
 	i->batch_count = 0;
 	i->batch_ns = 0;
 }
@@ -225,11 +220,8 @@ static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
 	struct conn_key k = {};
 	struct tcp_sock_info info = {};
 	u16 family = 0, dport = 0;
-	void *net = 0;
 	bpf_probe_read_kernel(&family, sizeof(family), sk + SKC_FAMILY_OFFSET);
-	bpf_probe_read_kernel(&net, sizeof(net), sk + SKC_NET_OFFSET);
-	if (net)
-		bpf_probe_read_kernel(&k.netns, sizeof(k.netns), net + NET_NS_INUM_OFFSET);
+	k.netns = sock_netns(sk);
 	bpf_probe_read_kernel(&k.local_port, sizeof(k.local_port), sk + SKC_NUM_OFFSET);
 	bpf_probe_read_kernel(&dport, sizeof(dport), sk + SKC_DPORT_OFFSET);
 	k.peer_port = bpf_ntohs(dport);

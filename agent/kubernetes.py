@@ -8,6 +8,7 @@ workload.  A workload's name is the service name, as "namespace/workload",
 unless the container's spec sets OTEL_SERVICE_NAME.
 """
 
+import functools
 import json
 import logging
 import os
@@ -37,8 +38,10 @@ _POD_DIR = re.compile(r"(?:^|-)pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_]
 _RUNTIME_PREFIX = re.compile(r"^[a-z-]+://")
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_cgroup_path(path):
-    """(pod uid or None, container id or None) of a cgroup path."""
+    """(pod uid or None, container id or None) of a cgroup path.  Cached: a
+    scrape asks it for the service and again for the pod labels of each row."""
     pod_uid = container_id = None
     for part in (path or "").strip("/").split("/"):
         pod = _POD_DIR.search(part)

@@ -12,6 +12,8 @@ import os
 import threading
 import time
 
+from agent import procfs
+
 log = logging.getLogger(__name__)
 
 LIBRARY_MARK = "taskscope_marker"
@@ -22,9 +24,7 @@ HOOKS = (("taskscope_task_begin", "marker_task_begin"),
 def library_paths(proc="/proc"):
     """{(st_dev, st_ino): path through /proc/PID/root} of every mapped copy."""
     found = {}
-    for pid in os.listdir(proc):
-        if not pid.isdigit():
-            continue
+    for pid in procfs.pids(proc):
         try:
             with open(f"{proc}/{pid}/maps") as maps:
                 paths = {line.split(None, 5)[5].strip() for line in maps

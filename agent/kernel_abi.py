@@ -30,6 +30,7 @@ class Drop(enum.IntEnum):
     SEGMENT_RING = 10
     SEGMENT_RATE = 11
     SEGMENT_BAD_MARKER = 12
+    SEGMENT_EVICTED = 13
 
 
 class BlockOp(enum.IntEnum):

@@ -119,11 +119,13 @@ class SegmentReader:
         for tid, seg in list(table.items()):
             if not seg.end_ns or now_ns - seg.end_ns < self._idle_after_ns:
                 continue
+            # The flag first: a probe that sees it set while the entry is
+            # gone counts the segment as evicted.
+            traced[tid] = traced.Leaf(0)
             try:
                 del table[tid]
             except KeyError:
                 continue  # finished by the kernel meanwhile
-            traced[tid] = traced.Leaf(0)
             self.reaped += 1
             self._deliver(seg)
 

@@ -79,8 +79,11 @@ static __always_inline struct segment *segment_of(u32 tid)
 	if (!traced || !*traced)
 		return 0;
 	struct segment *s = segments.lookup(&tid);
-	if (!s)
-		*traced = 0;  /* evicted from the LRU */
+	if (!s) {
+		/* Evicted from the LRU by more traced threads than it holds. */
+		*traced = 0;
+		count_drop(DROP_SEGMENT_EVICTED);
+	}
 	return s;
 }
 

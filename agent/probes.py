@@ -59,14 +59,22 @@ CATALOGUE = (
                     "sock:sock_recv_length"), define="TRACE_WIRE",
           needs=("trace_segments", "tcp_exchanges")),
     Probe("runqueue", "sched", "runqueue.bpf.c",
-          required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch")),
+          required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch"),
+          define="RUNQUEUE",
+          raw_events=(("sched_switch", ("_Bool", "struct task_struct *", "struct task_struct *",
+                                        "unsigned int")),
+                      ("sched_wakeup", ("struct task_struct *",)),
+                      ("sched_wakeup_new", ("struct task_struct *",))),
+          fields=(("TASK_PID_OFFSET", "task_struct", "pid", 4),)),
     Probe("blockio", "blockio", "blockio.bpf.c",
           required=("block:block_rq_issue", "block:block_rq_complete"),
           optional=("block:block_io_start", "block:block_rq_insert")),
     Probe("tcp_connect", "tcp", "tcp.bpf.c",
           required=("sock:inet_sock_set_state",), define="TCP_CONNECT"),
-    # RTT samples arrive in softirq context: without the socket owners that
-    # inet_sock_set_state records, they could not be attributed.
+    # RTT samples are charged to the socket owners that inet_sock_set_state
+    # records (tcp_probe runs in softirq context).  Where tcp_exchanges runs
+    # raw, srtt is sampled on its send and receive hooks and tcp_probe is
+    # left unattached: it fires on every received segment.
     Probe("tcp_rtt", "tcp", "tcp.bpf.c",
           required=("sock:inet_sock_set_state", "tcp:tcp_probe"), define="TCP_RTT",
           needs=("tcp_connect",),
@@ -77,12 +85,16 @@ CATALOGUE = (
     # The service graph: request/response exchanges per connection, from the
     # direction changes of its byte stream; connections' roles and
     # addresses come from inet_sock_set_state.
-    # With BTF, connections open before the agent are adopted on their first
-    # send or receive, by their (netns, 4-tuple) as /proc listed them.
+    # With BTF, the send and receive hooks (shared with tcp_bytes) run as raw
+    # tracepoints, and connections open before the agent are adopted on their
+    # first send or receive, by their (netns, 4-tuple) as /proc listed them.
     Probe("tcp_exchanges", "tcp", "tcp.bpf.c",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
                     "sock:sock_recv_length"), define="TCP_EXCHANGES", needs=("tcp_connect",),
-          fields=(("SKC_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),
+          raw_events=(("sock_send_length", ("struct sock *", "int", "int")),
+                      ("sock_recv_length", ("struct sock *", "int", "int"))),
+          fields=(("SK_PROTOCOL_OFFSET", "sock", "sk_protocol", 2),
+                  ("SKC_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),
                   ("SKC_DADDR_OFFSET", "sock", "__sk_common.skc_daddr", 4),
                   ("SKC_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_rcv_saddr", 4),
                   ("SKC_DPORT_OFFSET", "sock", "__sk_common.skc_dport", 2),
@@ -91,9 +103,10 @@ CATALOGUE = (
                   ("SKC_V6_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_v6_rcv_saddr", 16),
                   ("SKC_NET_OFFSET", "sock", "__sk_common.skc_net", 8),
                   ("NET_NS_INUM_OFFSET", "net", "ns.inum", 4))),
-    # Every send and receive on every socket.  No raw variant: it would need
-    # two bpf_probe_read_kernel() calls for family and protocol, which cost
-    # more here (40 ns each) than formatting the classic tracepoint's fields.
+    # Every send and receive on every socket.  Alone it keeps the classic
+    # tracepoints: a raw one would read family and protocol with
+    # bpf_probe_read_kernel() on every call (40 ns each here), where
+    # tcp_exchanges reads them only for sockets it does not track.
     Probe("tcp_bytes", "tcp", "tcp.bpf.c",
           required=("sock:sock_send_length", "sock:sock_recv_length"), define="TCP_BYTES"),
 )

@@ -1,6 +1,9 @@
 /* Run-queue latency: how long a runnable thread waits for a CPU.
  * Hooks: sched:sched_wakeup, sched:sched_wakeup_new, sched:sched_switch
- * (all since 2.6.28).
+ * (all since 2.6.28); as raw tracepoints where the kernel's BTF gives
+ * task_struct.pid and sched_switch's 5.18+ prototype (RUNQUEUE_BTF): a
+ * classic tracepoint formats both tasks' names on every switch, which costs
+ * more than the program.
  * sched_switch runs in the context of the task switched *out*, so the wait of
  * the task switched in is parked per CPU and charged at its own switch-out,
  * when bpf_get_current_*() describe it.  That avoids reading task_struct,
@@ -37,25 +40,14 @@ static __always_inline void runqueue_enqueue(u32 tid, u64 now)
 		count_drop(DROP_PID_OUT_OF_RANGE);
 }
 
-TRACEPOINT_PROBE(sched, sched_wakeup)
-{
-	runqueue_enqueue(args->pid, bpf_ktime_get_ns());
-	return 0;
-}
-
-TRACEPOINT_PROBE(sched, sched_wakeup_new)
-{
-	runqueue_enqueue(args->pid, bpf_ktime_get_ns());
-	return 0;
-}
-
-TRACEPOINT_PROBE(sched, sched_switch)
+/* `prev` leaves the CPU in `state` (as the classic tracepoint reports it)
+ * and `next` takes it. */
+static __always_inline void runqueue_switch(u32 prev, u32 state, u32 next)
 {
 	u32 zero = 0;
 	struct rq_parked *parked = runqueue_parked.lookup(&zero);
 	if (!parked)
-		return 0;
-	u32 prev = args->prev_pid, next = args->next_pid;
+		return;
 	u64 now = bpf_ktime_get_ns();
 
 	if (parked->tid && parked->tid == prev) {
@@ -70,20 +62,20 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	/* A preempted task stays runnable: it re-enters the queue now.  Since
 	 * 4.14 a preemption is reported as TASK_REPORT_MAX (0x100), so only the
 	 * low state bits tell running from sleeping. */
-	if ((args->prev_state & TASK_STATE_MASK) == 0)
+	if ((state & TASK_STATE_MASK) == 0)
 		runqueue_enqueue(prev, now);
 #ifdef TRACE_SEGMENTS
-	segment_switch_out(prev, args->prev_state, now);
+	segment_switch_out(prev, state, now);
 #endif
 
 	if (!next)
-		return 0;
+		return;
 	u32 *enqueued = runqueue_enqueued.lookup(&next);
 	if (!enqueued || !*enqueued) {
 #ifdef TRACE_SEGMENTS
 		segment_switch_in(next, 0, now);
 #endif
-		return 0;
+		return;
 	}
 	parked->wait_ns = (u64)((u32)(now >> TICK_SHIFT) - *enqueued) << TICK_SHIFT;
 	parked->tid = next;
@@ -91,5 +83,75 @@ TRACEPOINT_PROBE(sched, sched_switch)
 #ifdef TRACE_SEGMENTS
 	segment_switch_in(next, parked->wait_ns, now);
 #endif
+}
+
+#ifdef RUNQUEUE_BTF
+/* Task states (include/linux/sched.h) and how the classic tracepoint
+ * reports them (__trace_sched_switch_state). */
+#define TASK_REPORT_ 0x7f
+#define TASK_DEAD_ 0x80
+#define TASK_IDLE_ 0x402
+#define EXIT_DEAD_ 0x10
+#define TASK_REPORT_IDLE_ 0x80
+#define TASK_REPORT_MAX_ 0x100
+
+static __always_inline u32 task_pid(const void *task)
+{
+	u32 pid = 0;
+	bpf_probe_read_kernel(&pid, sizeof(pid), task + TASK_PID_OFFSET);
+	return pid;
+}
+
+/* The state sched_switch's classic tracepoint would report: a preemption
+ * as TASK_REPORT_MAX, an exiting task as dead, an idle kernel thread apart
+ * from one in disk sleep, otherwise the state bits. */
+static __always_inline u32 reported_state(u64 preempt, u32 state)
+{
+	if (preempt & 1)
+		return TASK_REPORT_MAX_;
+	if (state & TASK_DEAD_)
+		return EXIT_DEAD_;
+	if ((state & TASK_IDLE_) == TASK_IDLE_)
+		return TASK_REPORT_IDLE_;
+	return state & TASK_REPORT_;
+}
+
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+	runqueue_enqueue(task_pid((const void *)ctx->args[0]), bpf_ktime_get_ns());
 	return 0;
 }
+
+RAW_TRACEPOINT_PROBE(sched_wakeup_new)
+{
+	runqueue_enqueue(task_pid((const void *)ctx->args[0]), bpf_ktime_get_ns());
+	return 0;
+}
+
+/* Runs in the task switched out: it is current. */
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+	runqueue_switch((u32)bpf_get_current_pid_tgid(),
+			reported_state(ctx->args[0], (u32)ctx->args[3]),
+			task_pid((const void *)ctx->args[2]));
+	return 0;
+}
+#else
+TRACEPOINT_PROBE(sched, sched_wakeup)
+{
+	runqueue_enqueue(args->pid, bpf_ktime_get_ns());
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_wakeup_new)
+{
+	runqueue_enqueue(args->pid, bpf_ktime_get_ns());
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	runqueue_switch(args->prev_pid, args->prev_state, args->next_pid);
+	return 0;
+}
+#endif

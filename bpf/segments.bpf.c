@@ -243,10 +243,9 @@ static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now)
 	s->in_ns = now;
 }
 
-/* A traced thread sent or received on a TCP socket. */
-static __always_inline void segment_socket_io(u64 sk, int sent)
+/* Thread `tid` (current) sent or received on a TCP socket. */
+static __always_inline void segment_socket_io(u32 tid, u64 sk, int sent)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct segment *s = segment_of(tid);
 	if (!s)
 		return;

@@ -163,9 +163,9 @@ static __always_inline u32 claim_counter_slot(struct owner *o)
 	return 0;
 }
 
-static __always_inline u32 counter_slot_of_current(void)
+/* The counter slot of the current process, whose id is `tgid`. */
+static __always_inline u32 counter_slot_of(u32 tgid)
 {
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct process *p = processes.lookup(&tgid);
 	if (p && p->counter_slot)
 		return p->counter_slot - 1;

@@ -277,15 +277,9 @@ static __always_inline void trace_exchange_begins(struct tcp_sock_info *i, u64 s
  * server a request starts with the first bytes received after it sent (or
  * ever), its response ends with the last bytes sent before it receives
  * again; a client is the mirror image. */
-static __always_inline void edge_track(const void *sk, int ret, int sent)
+static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret, int sent)
 {
-	u64 key = (u64)sk;
-	struct tcp_sock_info *i = tcp_sockets.lookup(&key);
-#ifdef TCP_EXCHANGES_BTF
-	if (!i)
-		i = tcp_adopt(sk);
-#endif
-	if (!i || !i->edge.role)
+	if (!i->edge.role)
 		return;
 	u64 now = bpf_ktime_get_ns();
 	if ((i->edge.role == ROLE_CLIENT) == (sent != 0)) {
@@ -438,9 +432,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #endif
 
 #ifdef TCP_RTT
-/* tcp_probe runs on every received segment; srtt is already a moving
- * average, so one segment in RTT_SAMPLE_EVERY per CPU is sampled, and the
- * socket lookup is paid only for those. */
+/* srtt is already a moving average, so one event in RTT_SAMPLE_EVERY per CPU
+ * is sampled, and the socket lookup is paid only for those.  The events are
+ * the tracked sockets' sends and receives where those hooks run raw (their
+ * socket is at hand, and tcp_probe, on every received segment, need not be
+ * attached at all), else tcp_probe's. */
+#if defined(TCP_RTT_BTF) && defined(TCP_EXCHANGES_BTF)
+#define TCP_RTT_ON_IO
+#endif
 BPF_PERCPU_ARRAY(tcp_rtt_countdown, u32, 1);
 
 static __always_inline int tcp_rtt_skip(void)
@@ -457,10 +456,8 @@ static __always_inline int tcp_rtt_skip(void)
 	return 0;
 }
 
-static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
+static __always_inline void tcp_rtt_sample(const struct tcp_sock_info *info, u32 srtt_us)
 {
-	u64 key = (u64)sk;
-	struct tcp_sock_info *info = tcp_sockets.lookup(&key);
 	if (!info || !srtt_us || !(info->owner.ident | info->owner.cgroup_id))
 		return;
 	u64 ns = (u64)srtt_us * 1000;
@@ -470,22 +467,30 @@ static __always_inline void tcp_rtt_sample(const void *sk, u32 srtt_us)
 }
 
 #ifdef TCP_RTT_BTF
+static __always_inline void tcp_rtt_read(const void *sk, const struct tcp_sock_info *info)
+{
+	u32 srtt8 = 0;  /* tcp_sock.srtt_us holds the smoothed RTT << 3 */
+	bpf_probe_read_kernel(&srtt8, sizeof(srtt8), sk + TCP_SRTT_US_OFFSET);
+	tcp_rtt_sample(info, srtt8 >> 3);
+}
+#endif
+
+#if defined(TCP_RTT_BTF) && !defined(TCP_RTT_ON_IO)
 RAW_TRACEPOINT_PROBE(tcp_probe)
 {
 	if (tcp_rtt_skip())
 		return 0;
-	const void *sk = (const void *)ctx->args[0];
-	u32 srtt8 = 0;  /* tcp_sock.srtt_us holds the smoothed RTT << 3 */
-	bpf_probe_read_kernel(&srtt8, sizeof(srtt8), sk + TCP_SRTT_US_OFFSET);
-	tcp_rtt_sample(sk, srtt8 >> 3);
+	u64 key = ctx->args[0];
+	tcp_rtt_read((const void *)key, tcp_sockets.lookup(&key));
 	return 0;
 }
-#else
+#elif !defined(TCP_RTT_BTF)
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
 	if (tcp_rtt_skip())
 		return 0;
-	tcp_rtt_sample(args->skaddr, args->srtt);
+	u64 key = (u64)args->skaddr;
+	tcp_rtt_sample(tcp_sockets.lookup(&key), args->srtt);
 	return 0;
 }
 #endif
@@ -510,20 +515,20 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 #endif
 
 #if defined(TCP_BYTES) || defined(TCP_EXCHANGES)
-/* The hottest hooks of all: every send and receive on every socket. */
-static __always_inline void tcp_count_bytes(const void *sk, u16 family, u16 protocol, int ret,
-					    int sent)
+/* The hottest hooks of all: every send and receive on every socket.  `i`
+ * is the socket's entry in tcp_sockets, if it has one. */
+static __always_inline void tcp_io(const void *sk, struct tcp_sock_info *i, int ret, int sent)
 {
-	if (ret <= 0 || protocol != IPPROTO_TCP_ || (family != AF_INET_ && family != AF_INET6_))
-		return;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
 #ifdef TCP_EXCHANGES
-	edge_track(sk, ret, sent);
+	if (i)
+		edge_track(i, (u64)sk, ret, sent);
 #endif
 #ifdef TRACE_SEGMENTS
-	segment_socket_io((u64)sk, sent);
+	segment_socket_io((u32)pid_tgid, (u64)sk, sent);
 #endif
 #ifdef TCP_BYTES
-	u32 slot = counter_slot_of_current();
+	u32 slot = counter_slot_of(pid_tgid >> 32);
 	struct tcp_bytes *b = tcp_bytes.lookup(&slot);
 	if (!b)
 		return;
@@ -534,15 +539,65 @@ static __always_inline void tcp_count_bytes(const void *sk, u16 family, u16 prot
 #endif
 }
 
+#ifdef TCP_EXCHANGES_BTF
+/* Raw tracepoints: a classic one formats its fields on every call, which
+ * costs more than this whole program.  A tracked socket is TCP; any other
+ * has its protocol read, and a TCP one is adopted (see tcp_adopt). */
+static __always_inline void tcp_io_raw(const void *sk, int ret, int sent)
+{
+	if (ret <= 0)
+		return;
+	u64 key = (u64)sk;
+	struct tcp_sock_info *i = tcp_sockets.lookup(&key);
+	if (!i) {
+		u16 protocol = 0;
+		bpf_probe_read_kernel(&protocol, sizeof(protocol), sk + SK_PROTOCOL_OFFSET);
+		if (protocol != IPPROTO_TCP_)
+			return;
+		i = tcp_adopt(sk);
+	}
+#ifdef TCP_RTT_ON_IO
+	if (i && !tcp_rtt_skip())
+		tcp_rtt_read(sk, i);
+#endif
+	tcp_io(sk, i, ret, sent);
+}
+
+RAW_TRACEPOINT_PROBE(sock_send_length)
+{
+	tcp_io_raw((const void *)ctx->args[0], (int)ctx->args[1], 1);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sock_recv_length)
+{
+	tcp_io_raw((const void *)ctx->args[0], (int)ctx->args[1], 0);
+	return 0;
+}
+#else
+static __always_inline void tcp_io_classic(const void *sk, u16 family, u16 protocol, int ret,
+					   int sent)
+{
+	if (ret <= 0 || protocol != IPPROTO_TCP_ || (family != AF_INET_ && family != AF_INET6_))
+		return;
+	struct tcp_sock_info *i = 0;
+#ifdef TCP_EXCHANGES
+	u64 key = (u64)sk;
+	i = tcp_sockets.lookup(&key);
+#endif
+	tcp_io(sk, i, ret, sent);
+}
+
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
-	tcp_count_bytes(args->sk, args->family, args->protocol, args->ret, 1);
+	tcp_io_classic(args->sk, args->family, args->protocol, args->ret, 1);
 	return 0;
 }
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-	tcp_count_bytes(args->sk, args->family, args->protocol, args->ret, 0);
+	tcp_io_classic(args->sk, args->family, args->protocol, args->ret, 0);
 	return 0;
 }
+#endif
 #endif

@@ -81,9 +81,54 @@ struct tcp_bytes {
 	u64 received_bytes;
 };
 
-/* Entries leak when a socket vanishes unseen (e.g. the agent started after
- * it opened): LRU keeps the map bounded. */
+/* Socket (its kernel address) -> what is known of it, in two levels.  Every
+ * send and receive looks its socket up, and a hash lookup costs a helper
+ * call (~55 ns here) where an array lookup is inlined: so a socket lives in
+ * a direct-mapped array slot, picked by a hash of its address, unless
+ * another socket holds that slot; then in an LRU hash, which stays bounded
+ * should a socket ever vanish unseen. */
+struct tcp_sock_slot {
+	u64 sk;  /* 0: free */
+	struct tcp_sock_info info;
+};
+BPF_ARRAY(tcp_socket_slots, struct tcp_sock_slot, TCP_SOCKET_SLOTS);
 BPF_TABLE("lru_hash", u64, struct tcp_sock_info, tcp_sockets, TCP_MAX_SOCKETS);
+
+static __always_inline struct tcp_sock_slot *tcp_socket_slot(u64 sk)
+{
+	/* Fibonacci hashing; sockets are at least 64-byte aligned. */
+	u32 index = (u32)(((sk >> 6) * 0x9E3779B97F4A7C15ULL) >> 32) & (TCP_SOCKET_SLOTS - 1);
+	return tcp_socket_slots.lookup(&index);
+}
+
+static __always_inline struct tcp_sock_info *tcp_socket_lookup(u64 sk)
+{
+	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
+	if (slot && slot->sk == sk)
+		return &slot->info;
+	return tcp_sockets.lookup(&sk);
+}
+
+/* Store `info` for `sk`; returns where it now lives (0: the LRU was full). */
+static __always_inline struct tcp_sock_info *tcp_socket_store(u64 sk, const struct tcp_sock_info *info)
+{
+	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
+	if (slot && (slot->sk == sk || __sync_val_compare_and_swap(&slot->sk, 0, sk) == 0)) {
+		slot->info = *info;
+		return &slot->info;
+	}
+	tcp_sockets.update(&sk, info);
+	return tcp_sockets.lookup(&sk);
+}
+
+static __always_inline void tcp_socket_delete(u64 sk)
+{
+	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
+	if (slot && slot->sk == sk)
+		slot->sk = 0;
+	else
+		tcp_sockets.delete(&sk);
+}
 /* Who listens where: by network namespace and port, since every pod of a
  * node may listen on 8080.  The namespace is read through BTF offsets; without
  * them it is 0 and listeners are told apart by port alone. */
@@ -235,9 +280,8 @@ static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
 		info.peer_port = k.peer_port;
 		tcp_preexisting.delete(&k);
 	}
-	u64 key = (u64)sk;
-	tcp_sockets.update(&key, &info);
-	return listed ? tcp_sockets.lookup(&key) : 0;
+	struct tcp_sock_info *stored = tcp_socket_store((u64)sk, &info);
+	return listed ? stored : 0;
 }
 #endif
 
@@ -315,7 +359,7 @@ static __always_inline struct tcp_counters *tcp_counters_of(struct owner *o)
 static __always_inline struct owner *tcp_owner_of(const void *sk)
 {
 	u64 key = (u64)sk;
-	struct tcp_sock_info *info = tcp_sockets.lookup(&key);
+	struct tcp_sock_info *info = tcp_socket_lookup(key);
 	return info ? &info->owner : 0;
 }
 
@@ -338,7 +382,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		copy_address(info.edge.local, args->family, args->saddr, args->saddr_v6);
 		copy_address(info.edge.peer, args->family, args->daddr, args->daddr_v6);
 #endif
-		tcp_sockets.update(&sk, &info);
+		tcp_socket_store(sk, &info);
 		return 0;
 	}
 	if (to == TCP_STATE_LISTEN) {
@@ -349,7 +393,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		return 0;
 	}
 	if (to == TCP_STATE_ESTABLISHED && from == TCP_STATE_SYN_SENT) {
-		struct tcp_sock_info *info = tcp_sockets.lookup(&sk);
+		struct tcp_sock_info *info = tcp_socket_lookup(sk);
 		if (!info)
 			return 0;
 		u64 ns = bpf_ktime_get_ns() - info->connect_start_ns;
@@ -388,14 +432,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		if (e)
 			__sync_fetch_and_add(&e->connections, 1);
 #endif
-		tcp_sockets.update(&sk, &info);
+		tcp_socket_store(sk, &info);
 		if ((c = tcp_counters_of(&info.owner)))
 			__sync_fetch_and_add(&c->opened_passive, 1);
 		return 0;
 	}
 #ifdef TCP_TRACES
 	if (from == TCP_STATE_ESTABLISHED || to == TCP_STATE_CLOSE) {
-		struct tcp_sock_info *info = tcp_sockets.lookup(&sk);
+		struct tcp_sock_info *info = tcp_socket_lookup(sk);
 		if (info && info->traced_tid) {
 			segment_connection_closed(info->traced_tid, sk, bpf_ktime_get_ns());
 			info->traced_tid = 0;
@@ -403,12 +447,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	}
 #endif
 	if (to == TCP_STATE_CLOSE) {
-		struct tcp_sock_info *info = tcp_sockets.lookup(&sk);
+		struct tcp_sock_info *info = tcp_socket_lookup(sk);
 		if (!info)
 			return 0;
 		if (!(info->owner.ident | info->owner.cgroup_id)) {
 			/* Not ours (see tcp_adopt) or of an unknown listener. */
-			tcp_sockets.delete(&sk);
+			tcp_socket_delete(sk);
 			return 0;
 		}
 		if ((c = tcp_counters_of(&info->owner))) {
@@ -425,7 +469,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		}
 		edge_flush(info, bpf_ktime_get_ns(), 1);
 #endif
-		tcp_sockets.delete(&sk);
+		tcp_socket_delete(sk);
 	}
 	return 0;
 }
@@ -481,7 +525,7 @@ RAW_TRACEPOINT_PROBE(tcp_probe)
 	if (tcp_rtt_skip())
 		return 0;
 	u64 key = ctx->args[0];
-	tcp_rtt_read((const void *)key, tcp_sockets.lookup(&key));
+	tcp_rtt_read((const void *)key, tcp_socket_lookup(key));
 	return 0;
 }
 #elif !defined(TCP_RTT_BTF)
@@ -490,7 +534,7 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 	if (tcp_rtt_skip())
 		return 0;
 	u64 key = (u64)args->skaddr;
-	tcp_rtt_sample(tcp_sockets.lookup(&key), args->srtt);
+	tcp_rtt_sample(tcp_socket_lookup(key), args->srtt);
 	return 0;
 }
 #endif
@@ -501,7 +545,7 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
 #ifdef TCP_TRACES
 	u64 key = (u64)args->skaddr;
-	struct tcp_sock_info *traced = tcp_sockets.lookup(&key);
+	struct tcp_sock_info *traced = tcp_socket_lookup(key);
 	if (traced && traced->traced_tid)
 		segment_retransmit(traced->traced_tid, key);
 #endif
@@ -548,7 +592,7 @@ static __always_inline void tcp_io_raw(const void *sk, int ret, int sent)
 	if (ret <= 0)
 		return;
 	u64 key = (u64)sk;
-	struct tcp_sock_info *i = tcp_sockets.lookup(&key);
+	struct tcp_sock_info *i = tcp_socket_lookup(key);
 	if (!i) {
 		u16 protocol = 0;
 		bpf_probe_read_kernel(&protocol, sizeof(protocol), sk + SK_PROTOCOL_OFFSET);
@@ -583,7 +627,7 @@ static __always_inline void tcp_io_classic(const void *sk, u16 family, u16 proto
 	struct tcp_sock_info *i = 0;
 #ifdef TCP_EXCHANGES
 	u64 key = (u64)sk;
-	i = tcp_sockets.lookup(&key);
+	i = tcp_socket_lookup(key);
 #endif
 	tcp_io(sk, i, ret, sent);
 }

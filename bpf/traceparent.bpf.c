@@ -179,7 +179,7 @@ static __always_inline void packet_flow(const u8 *h, u32 ip_len, int ingress, st
 	u16 sport = (u16)ports[0] << 8 | ports[1], dport = (u16)ports[2] << 8 | ports[3];
 	f->local_port = ingress ? dport : sport;
 	f->peer_port = ingress ? sport : dport;
-	if (ip_len == 40) {
+	if ((h[0] >> 4) == 6) {
 		__builtin_memcpy(ingress ? f->peer : f->local, h + 8, 16);
 		__builtin_memcpy(ingress ? f->local : f->peer, h + 24, 16);
 	} else {

@@ -44,14 +44,26 @@ class KernelParser:
         self.lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(RunOpts)]
         self.pending = self.bpf[b"pending_traces"]
 
-    def parse(self, payload):
-        """(trace_id hex, span_id hex, flags) the kernel found, or None."""
+    def parse(self, payload, ip_options=0, tcp_options=0, ipv6=False):
+        """(trace_id hex, span_id hex, flags) the kernel found, or None.
+
+        The packet goes from 10.0.0.1:40000 (or ::a00:1) to 10.0.0.2:8080
+        (or ::a00:2), with `ip_options` and `tcp_options` bytes of options.
+        """
         self.pending.clear()
-        eth = b"\x00" * 12 + b"\x08\x00"
-        tcp = struct.pack("!HHIIBBHHH", 40000, 8080, 1, 0, 5 << 4, 0x18, 65535, 0, 0)
-        total = 20 + len(tcp) + len(payload)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0,
-                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        tcp = struct.pack("!HHIIBBHHH", 40000, 8080, 1, 0, (5 + tcp_options // 4) << 4, 0x18,
+                          65535, 0, 0) + b"\x01" * tcp_options
+        if ipv6:
+            eth = b"\x00" * 12 + b"\x86\xdd"
+            ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp) + len(payload), 6, 64,
+                             bytes(15) + b"\x01", bytes(15) + b"\x02")
+            local = bytes(15) + b"\x02"
+        else:
+            eth = b"\x00" * 12 + b"\x08\x00"
+            total = 20 + ip_options + len(tcp) + len(payload)
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45 + ip_options // 4, 0, total, 0, 0x4000, 64, 6,
+                             0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + b"\x01" * ip_options
+            local = bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 2])
         packet = eth + ip + tcp + payload
         buf = ctypes.create_string_buffer(packet, len(packet))
         opts = RunOpts(sz=ctypes.sizeof(RunOpts), data_in=ctypes.cast(buf, ctypes.c_void_p),
@@ -64,7 +76,7 @@ class KernelParser:
             return None
         [(key, ctx)] = found
         assert key.local_port == 8080 and key.peer_port == 40000
-        assert bytes(key.local)[-4:] == bytes([10, 0, 0, 2])
+        assert bytes(key.local) == local
         return bytes(ctx.trace_id).hex(), bytes(ctx.span_id).hex(), ctx.flags
 
 
@@ -121,6 +133,15 @@ def test_traceparent_found(kernel):
     tp = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert kernel.parse(request(tp)) == ("4bf92f3577b34da6a3ce929d0e0e4736",
                                          "00f067aa0ba902b7", 1)
+
+
+@pytest.mark.parametrize("shape", [dict(ip_options=4), dict(ip_options=20), dict(tcp_options=12),
+                                   dict(tcp_options=40), dict(ipv6=True),
+                                   dict(ipv6=True, tcp_options=12)])
+def test_headers_of_every_shape(kernel, shape):
+    tp = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert kernel.parse(request(tp), **shape) == ("4bf92f3577b34da6a3ce929d0e0e4736",
+                                                  "00f067aa0ba902b7", 1)
 
 
 def test_b3_single_header_with_a_64_bit_trace_id(kernel):

@@ -55,8 +55,12 @@ def busy_ticks():
     return user + nice + system + irq + softirq
 
 
-def measured_wrk(port, seconds, connections, path="/index.html"):
-    """(requests, requests/s, machine CPU ticks per request) of one round."""
+def measured_wrk(port, seconds, connections, path="/index.html", warmup=1):
+    """(requests, requests/s, machine CPU ticks per request) of one round,
+    after `warmup` seconds of the same load: right after the agent starts or
+    stops, the first second runs noticeably slower or faster here."""
+    if warmup:
+        wrk(port, warmup, connections, path)
     before = busy_ticks()
     requests, rate = wrk(port, seconds, connections, path)
     return requests, rate, (busy_ticks() - before) / requests
@@ -74,6 +78,12 @@ def peak_rss_mb(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def baseline_first(round_index):
+    """Rounds alternate which half runs first (ABBA), so that drift over a
+    run, which is large here, does not favour either side."""
+    return round_index % 2 == 0
 
 
 class RunningAgent:

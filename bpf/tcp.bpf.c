@@ -12,6 +12,9 @@
 #if defined(TRACE_WIRE) && defined(TCP_EXCHANGES)
 #define TCP_TRACES  /* trace contexts from the wire open segments at exchanges */
 #endif
+#if defined(TCP_EXCHANGES_BTF) || defined(TCP_BYTES_BTF)
+#define TCP_IO_RAW  /* sends and receives hooked as raw tracepoints */
+#endif
 
 #define TCP_STATE_ESTABLISHED 1
 #define TCP_STATE_SYN_SENT 2
@@ -481,7 +484,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
  * the tracked sockets' sends and receives where those hooks run raw (their
  * socket is at hand, and tcp_probe, on every received segment, need not be
  * attached at all), else tcp_probe's. */
-#if defined(TCP_RTT_BTF) && defined(TCP_EXCHANGES_BTF)
+#if defined(TCP_RTT_BTF) && defined(TCP_IO_RAW)
 #define TCP_RTT_ON_IO
 #endif
 BPF_PERCPU_ARRAY(tcp_rtt_countdown, u32, 1);
@@ -583,22 +586,31 @@ static __always_inline void tcp_io(const void *sk, struct tcp_sock_info *i, int 
 #endif
 }
 
-#ifdef TCP_EXCHANGES_BTF
+#ifdef TCP_IO_RAW
 /* Raw tracepoints: a classic one formats its fields on every call, which
- * costs more than this whole program.  A tracked socket is TCP; any other
- * has its protocol read, and a TCP one is adopted (see tcp_adopt). */
+ * costs more than this whole program.  A socket found in its array slot is
+ * tracked, so TCP; any other has its protocol read (one helper call), then
+ * is looked for in the LRU level, and a TCP one is adopted where BTF allows
+ * (see tcp_adopt). */
 static __always_inline void tcp_io_raw(const void *sk, int ret, int sent)
 {
 	if (ret <= 0)
 		return;
 	u64 key = (u64)sk;
-	struct tcp_sock_info *i = tcp_socket_lookup(key);
-	if (!i) {
+	struct tcp_sock_info *i = 0;
+	struct tcp_sock_slot *slot = tcp_socket_slot(key);
+	if (slot && slot->sk == key) {
+		i = &slot->info;
+	} else {
 		u16 protocol = 0;
 		bpf_probe_read_kernel(&protocol, sizeof(protocol), sk + SK_PROTOCOL_OFFSET);
 		if (protocol != IPPROTO_TCP_)
 			return;
-		i = tcp_adopt(sk);
+		i = tcp_sockets.lookup(&key);
+#ifdef TCP_EXCHANGES_BTF
+		if (!i)
+			i = tcp_adopt(sk);
+#endif
 	}
 #ifdef TCP_RTT_ON_IO
 	if (i && !tcp_rtt_skip())

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.btf import BTF, BTFError, VMLINUX
+from agent.probes import CATALOGUE, btf_defines
 
 
 class Blob:
@@ -87,3 +88,11 @@ def test_the_running_kernel_has_what_the_probes_read():
     assert btf.member("mm_struct", "env_start")[1] == 8
     assert btf.member("tcp_sock", "srtt_us")[1] == 4
     assert btf.raw_tracepoint_params("tcp_probe") == ["struct sock *", "struct sk_buff *"]
+
+
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason="kernel lacks BTF (CONFIG_DEBUG_INFO_BTF)")
+def test_every_probe_with_a_btf_variant_gets_it_on_the_running_kernel():
+    btf = BTF.from_file()
+    for probe in CATALOGUE:
+        if probe.raw_events or probe.fields:
+            assert f"{probe.define}_BTF" in btf_defines(probe, btf), probe.name

@@ -15,9 +15,10 @@ esac
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(python3 python3-venv python3-bpfcc bpftool graphviz iproute2 procps netbase)
-# python3-dev and gcc build the marker library (marker/) the tests load.
+# python3-dev and gcc build the marker library (marker/) the tests load;
+# bpftrace runs the benchmarks' bar to beat (bench/bar.bt).
 [ "$dev" = 1 ] && packages+=(iptables nginx-light wrk util-linux systemd redis-server prometheus
-                             python3-dev gcc)
+                             python3-dev gcc bpftrace)
 
 updated=0
 apt_update() { [ "$updated" = 1 ] || { apt-get update -q; updated=1; }; }

@@ -80,10 +80,11 @@ def peak_rss_mb(pid):
     return 0.0
 
 
-def baseline_first(round_index):
-    """Rounds alternate which half runs first (ABBA), so that drift over a
-    run, which is large here, does not favour either side."""
-    return round_index % 2 == 0
+def rotated(sides, round_index):
+    """The order in which one round measures `sides`: rotated each round, so
+    that drift over a run, which is large here, favours none of them."""
+    k = round_index % len(sides)
+    return sides[k:] + sides[:k]
 
 
 class RunningAgent:
@@ -110,3 +111,27 @@ class RunningAgent:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=10)
+
+
+BPFTRACE_SCRIPT = os.path.join(REPO, "bench", "bar.bt")
+
+
+class RunningBpftrace:
+    """bench/bar.bt under bpftrace: the bar to beat, a plain script on the
+    tracepoints the agent uses."""
+
+    def __init__(self):
+        started = time.monotonic()
+        self.proc = subprocess.Popen(["bpftrace", BPFTRACE_SCRIPT], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        said = []
+        while not said or not said[-1].startswith("Attaching"):
+            said.append(self.proc.stdout.readline())
+            if not said[-1]:  # it warns that RLIMIT_MEMLOCK cannot be raised; needless here
+                sys.exit("bpftrace did not start: " + "".join(said))
+        time.sleep(0.5)  # "Attaching" comes before the probes are attached
+        self.startup = time.monotonic() - started
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.communicate(timeout=30)  # it prints its maps on the way out

@@ -113,6 +113,22 @@ class RunningAgent:
         self.proc.wait(timeout=10)
 
 
+class RunningFloor:
+    """bench/floor: programs that do nothing on the agent's per-request hooks."""
+
+    def __init__(self):
+        started = time.monotonic()
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "bench", "floor")],
+                                     stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            sys.exit(f"bench/floor exited with {self.proc.wait()}")
+        self.startup = time.monotonic() - started
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+
+
 BPFTRACE_SCRIPT = os.path.join(REPO, "bench", "bar.bt")
 
 

@@ -113,7 +113,7 @@ static __always_inline struct tcp_sock_info *tcp_socket_lookup(u64 sk)
 }
 
 /* Store `info` for `sk`; returns where it now lives (0: the LRU was full). */
-static __always_inline struct tcp_sock_info *tcp_socket_store(u64 sk, const struct tcp_sock_info *info)
+static __always_inline struct tcp_sock_info *tcp_socket_store(u64 sk, struct tcp_sock_info *info)
 {
 	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
 	if (slot && (slot->sk == sk || __sync_val_compare_and_swap(&slot->sk, 0, sk) == 0)) {

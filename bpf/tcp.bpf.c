@@ -563,7 +563,7 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 
 #if defined(TCP_BYTES) || defined(TCP_EXCHANGES)
 /* The hottest hooks of all: every send and receive on every socket.  `i`
- * is the socket's entry in tcp_sockets, if it has one. */
+ * is the socket's entry in the socket table, if it has one. */
 static __always_inline void tcp_io(const void *sk, struct tcp_sock_info *i, int ret, int sent)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();

@@ -4,19 +4,11 @@ This kernel has BTF, so the agent never builds those variants here: this
 test builds them with BTF withheld, attaches them, and feeds them real
 traffic, so that the fallback is known to load and to measure."""
 
-import socket
-import threading
-
 from agent import bpf_module, kernel_abi, probes, tracefs
+from tests.e2e.workloads import loopback_exchanges
 
 EXCHANGES = 5
 ROLE_CLIENT = 1
-
-
-def answer(conn):
-    with conn:
-        while conn.recv(16):
-            conn.sendall(b"ok")
 
 
 def test_the_classic_variants_load_and_measure():
@@ -29,17 +21,7 @@ def test_the_classic_variants_load_and_measure():
                 b"sock:sock_recv_length", b"tcp:tcp_probe"} <= set(bpf.tracepoint_fds)
         assert not bpf.raw_tracepoint_fds
 
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            port = listener.getsockname()[1]
-            client = socket.create_connection(("127.0.0.1", port))
-            conn, _ = listener.accept()
-            server = threading.Thread(target=answer, args=(conn,))
-            server.start()
-            with client:
-                for _ in range(EXCHANGES):
-                    client.sendall(b"ping")
-                    assert client.recv(16) == b"ok"
-            server.join(timeout=5)
+        port = loopback_exchanges(1, EXCHANGES)
 
         exchanges = sum(v.count for k, v in bpf[b"edge_latency"].items()
                         if k.role == ROLE_CLIENT and k.peer_port == port)

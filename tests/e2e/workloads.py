@@ -2,9 +2,11 @@
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 PYTHON = sys.executable
 # The shop's payment service answers after this long (tests/e2e/conftest.py).
@@ -48,6 +50,30 @@ def busy_loops(n, cpu):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def loopback_exchanges(connections, exchanges):
+    """In this process, `connections` TCP connections on loopback, one after
+    the other, each making `exchanges` ping/ok exchanges before it closes on
+    both ends; returns the server's port."""
+    def answer(conn):
+        with conn:
+            while conn.recv(16):
+                conn.sendall(b"ok")
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        for _ in range(connections):
+            client = socket.create_connection(("127.0.0.1", port))
+            conn, _ = listener.accept()
+            server = threading.Thread(target=answer, args=(conn,))
+            server.start()
+            with client:
+                for _ in range(exchanges):
+                    client.sendall(b"ping")
+                    assert client.recv(16) == b"ok"
+            server.join(timeout=5)
+    return port
 
 
 def sh(*cmd, check=True):

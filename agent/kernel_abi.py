@@ -6,6 +6,8 @@ exists in two languages.
 
 import enum
 
+from taskscope.records.histogram import MAX_SLOT
+
 
 class IdentKind(enum.IntEnum):
     """Where a process's identity came from (struct ident_name.kind)."""
@@ -33,6 +35,29 @@ class Drop(enum.IntEnum):
     SEGMENT_EVICTED = 13
 
 
+class Role(enum.IntEnum):
+    """A connection's side in the service graph (struct edge_key.role)."""
+
+    CLIENT = 1
+    SERVER = 2
+
+
+class SegmentKind(enum.IntEnum):
+    """What a trace segment's thread was doing (struct segment.role)."""
+
+    SERVER = 1
+    CLIENT = 2
+    TASK = 3
+
+
+class ContextSource(enum.IntEnum):
+    """Where a trace context came from (struct trace_context.source)."""
+
+    TRACEPARENT = 1
+    B3 = 2
+    MARKER = 3
+
+
 class BlockOp(enum.IntEnum):
     READ = 0
     WRITE = 1
@@ -47,8 +72,6 @@ class BlockStage(enum.IntEnum):
 
 
 SERVICE_NAME_LEN = 64
-# Log2 slots of nanoseconds; slot 40 starts at 2**40 ns (about 18 minutes).
-MAX_SLOT = 40
 # sched_switch's prev_state: the low bits are the task state; 0x100
 # (TASK_REPORT_MAX) flags a preemption, which leaves the task runnable.
 TASK_STATE_MASK = 0xFF
@@ -115,7 +138,27 @@ def cflags(defines=(), pid_max_slots=None, trace_unsampled=False):
     flags += [f"-D{name}={size}" for name, size in MAP_SIZES.items()]
     flags += [f"-DIDENT_KIND_{k.name}={k.value}" for k in IdentKind]
     flags += [f"-DDROP_{d.name}={d.value}" for d in Drop]
+    flags += [f"-DROLE_{r.name}={r.value}" for r in Role]
+    flags += [f"-DSEGMENT_{k.name}={k.value}" for k in SegmentKind]
+    flags += [f"-DCONTEXT_{c.name}={c.value}" for c in ContextSource]
     flags += [f"-DBLK_OP_{o.name}={o.value}" for o in BlockOp]
     flags += [f"-DBLK_STAGE_{s.name}={s.value}" for s in BlockStage]
     flags += [f"-D{d}" for d in defines]
     return flags
+
+
+FNV_OFFSET = 14695981039346656037
+FNV_PRIME = 1099511628211
+MASK64 = (1 << 64) - 1
+
+
+def ident_hash(kind, name):
+    """FNV-1a of the kind and name, as ident_hash() in bpf/identity.h: the key
+    the kernel gives a process's identity, computed here for processes that
+    predate the agent."""
+    h = ((FNV_OFFSET ^ int(kind)) * FNV_PRIME) & MASK64
+    for byte in name[: SERVICE_NAME_LEN - 1]:
+        if byte == 0:
+            break
+        h = ((h ^ byte) * FNV_PRIME) & MASK64
+    return h

@@ -4,11 +4,11 @@ store and span export, started and stopped together."""
 import logging
 import threading
 
-from agent.errors import ProbeLoadError
-from agent.markers import MarkerHooks
-from agent.trace_segments import SegmentReader
-from agent.trace_store import TraceStore
-from agent.wire_capture import WireCapture
+from taskscope.agent.kernel.markers import MarkerHooks
+from taskscope.agent.kernel.segment_reader import SegmentReader
+from taskscope.agent.kernel.wire_capture import WireCapture
+from taskscope.agent.trace_store import TraceStore
+from taskscope.records.errors import ProbeLoadError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ heatmap cell links to a trace that shows that latency."""
 
 from prometheus_client.samples import Exemplar
 
-# Histogram family -> what of a segment it shows (agent.trace_store.EXEMPLAR_FIGURES).
+# Histogram family -> what of a segment it shows (TraceStore.EXEMPLAR_FIGURES of the agent).
 FIGURE_OF = {
     "taskscope_runqueue_latency_seconds": "runqueue_seconds",
     "taskscope_blockio_latency_seconds": "blockio_seconds",

@@ -9,6 +9,7 @@ first out); all of them feed one batching processor and one exporter.
 """
 
 import collections
+import importlib.metadata
 import logging
 
 from opentelemetry import trace
@@ -16,12 +17,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from agent import __version__
-from agent.errors import ConfigError
+from taskscope.records.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("http/protobuf", "grpc")
+_VERSION = importlib.metadata.version("taskscope")
 
 
 def make_exporter(endpoint, protocol="http/protobuf"):
@@ -73,7 +74,7 @@ class SegmentSpans:
             if len(self._providers) > self._max_services:
                 self._providers.popitem(last=False)
         self._providers.move_to_end(service)
-        return provider.get_tracer("taskscope", __version__)
+        return provider.get_tracer("taskscope", _VERSION)
 
     def __call__(self, segment):
         parent = trace.SpanContext(

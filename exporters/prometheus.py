@@ -1,42 +1,29 @@
-"""Prometheus collector: reads the kernel maps on every scrape.
+"""Prometheus view of the node's readings (agent.readings), built on every scrape.
 
-Kernel keys are (cgroup, identity[, device, op, stage], slot); several keys
-can resolve to one service (two processes of one service, say), so rows are
-summed per label set before they are exposed.  Nothing is cached between
-scrapes except service names and label admission.
+Several kernel entries can belong to one series (two processes of one
+service, say), so rows are summed per label set before they are exposed.
+Nothing is kept between scrapes except label admission.
 """
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
-from agent.devices import device_name
-from agent.histogram import Log2Histogram
-from agent.kernel_abi import BlockOp, BlockStage
-from agent.services import OTHER, LabelBudget
-from exporters.exemplars import exemplar_buckets
+from taskscope.exporters.exemplars import exemplar_buckets
+from taskscope.exporters.labels import OTHER, LabelBudget
+from taskscope.records.histogram import Log2Histogram
 
 log = logging.getLogger(__name__)
-
-def _no_labels(key):
-    return {}
-
-
-def _block_labels(key):
-    return {"device": device_name(key.dev), "op": BlockOp(key.op).name.lower(),
-            "stage": BlockStage(key.stage).name.lower()}
 
 
 @dataclass(frozen=True)
 class HistogramSpec:
-    map_name: str
+    source: str          # the reading (kernel map) it shows
     help: str
     extra_labels: tuple = ()
-    labels_of: Callable = _no_labels
 
 
 HISTOGRAMS = {
@@ -46,15 +33,15 @@ HISTOGRAMS = {
         "blockio_latency",
         "Block-IO latency by service, device, operation and stage "
         "(queue: submission to issue; device: issue to completion).",
-        ("device", "op", "stage"), _block_labels),
+        ("device", "op", "stage")),
     "taskscope_tcp_connect_latency_seconds": HistogramSpec(
         "tcp_connect_latency", "TCP connect() latency, SYN sent to established, by service."),
     "taskscope_tcp_rtt_seconds": HistogramSpec(
         "tcp_rtt", "Smoothed TCP round-trip time on received segments, by service."),
 }
 
-# Counter family (prometheus_client appends _total) -> help, [(struct
-# tcp_counters field, extra labels)].
+# Counter family (prometheus_client appends _total) -> help, [(counter of
+# NodeReadings.tcp_counters(), extra labels)].
 TCP_COUNTERS = {
     "taskscope_tcp_connections_opened": (
         "TCP connections established, by service and direction.",
@@ -67,24 +54,23 @@ TCP_COUNTERS = {
     "taskscope_tcp_retransmits": (
         "TCP segments retransmitted, by service.", [("retransmits", {})]),
 }
-# Byte counters come from per-CPU arrays: family -> (help, column of
-# KernelMaps.tcp_bytes()).
+# Byte counters: family -> (help, counter of NodeReadings.tcp_bytes()).
 TCP_BYTES = {
-    "taskscope_tcp_sent_bytes": ("Bytes sent on TCP sockets, by service.", 1),
-    "taskscope_tcp_received_bytes": ("Bytes received on TCP sockets, by service.", 2),
+    "taskscope_tcp_sent_bytes": ("Bytes sent on TCP sockets, by service.", "sent_bytes"),
+    "taskscope_tcp_received_bytes": ("Bytes received on TCP sockets, by service.",
+                                     "received_bytes"),
 }
 
 
-class TaskscopeCollector:
-    """A prometheus_client custom collector over KernelMaps."""
+class KernelMetrics:
+    """A prometheus_client custom collector over NodeReadings."""
 
-    def __init__(self, maps, resolver, max_services, trace_store=None, pod_labels=()):
-        self._maps = maps
+    def __init__(self, readings, max_services, trace_store=None, pod_labels=()):
+        self._readings = readings
         self._trace_store = trace_store
         # On Kubernetes: which of namespace, pod, container, node follow service.
         self._pod_labels = tuple(pod_labels)
         self._owner_label_names = ["service", *self._pod_labels]
-        self._resolver = resolver
         self._max_services = max_services
         self._budgets = {}
         self._last_duration = 0.0
@@ -94,29 +80,23 @@ class TaskscopeCollector:
         return []
 
     def _owner(self, family, owner):
-        """(service, *pod labels) of a kernel owner; the label cap counts these
+        """(service, *pod labels) of an Owner; the label cap counts these
         tuples, so pod labels cannot blow it either."""
-        service = self._resolver.resolve(owner.cgroup_id, owner.ident)
-        if self._pod_labels:
-            pod = self._resolver.pod_labels(owner.cgroup_id)
-            key = (service, *(pod.get(name, "") for name in self._pod_labels))
-        else:
-            key = (service,)
+        key = (owner.service, *(owner.pod_label(name) for name in self._pod_labels))
         budget = self._budgets.setdefault(family, LabelBudget(self._max_services))
         admitted = budget.label(key)
         return admitted if admitted != OTHER else (OTHER,) + ("",) * len(self._pod_labels)
 
     def _histograms(self):
         for family, spec in HISTOGRAMS.items():
-            if not self._maps.has(spec.map_name):
+            rows = self._readings.histograms(spec.source)
+            if rows is None:
                 continue
             merged = {}
-            for key, value in self._maps.rows(spec.map_name):
-                extra = spec.labels_of(key)
-                labels = (*self._owner(family, key.owner),
-                          *(extra[name] for name in spec.extra_labels))
-                merged.setdefault(labels, Log2Histogram()).add(key.slot, value.count,
-                                                                value.sum_ns)
+            for row in rows:
+                labels = (*self._owner(family, row.owner),
+                          *(row.labels[name] for name in spec.extra_labels))
+                merged.setdefault(labels, Log2Histogram()).merge(row.histogram)
             metric = HistogramMetricFamily(family, spec.help,
                                            labels=[*self._owner_label_names, *spec.extra_labels])
             for labels, hist in sorted(merged.items()):
@@ -125,49 +105,50 @@ class TaskscopeCollector:
             yield metric
 
     def _tcp_counters(self):
-        if not self._maps.has("tcp_stats"):
+        rows = self._readings.tcp_counters()
+        if rows is None:
             return
-        rows = self._maps.rows("tcp_stats")
         for family, (help_text, fields) in TCP_COUNTERS.items():
             extra_names = sorted({k for _, extra in fields for k in extra})
             label_names = [*self._owner_label_names, *extra_names]
             sums = {}
-            for key, counters in rows:
-                owner = self._owner(family, key)
+            for row in rows:
+                owner = self._owner(family, row.owner)
                 for field_name, extra in fields:
                     labels = (*owner, *(extra.get(n, "") for n in extra_names))
-                    sums[labels] = sums.get(labels, 0) + getattr(counters, field_name)
+                    sums[labels] = sums.get(labels, 0) + row.values[field_name]
             metric = CounterMetricFamily(family, help_text, labels=label_names)
             for labels, value in sorted(sums.items()):
                 metric.add_metric(list(labels), value)
             yield metric
 
     def _tcp_bytes(self):
-        if not self._maps.has("tcp_bytes"):
+        rows = self._readings.tcp_bytes()
+        if rows is None:
             return
-        rows = self._maps.tcp_bytes()
-        for family, (help_text, column) in TCP_BYTES.items():
+        for family, (help_text, field_name) in TCP_BYTES.items():
             sums = {}
             for row in rows:
-                owner = self._owner(family, row[0])
-                sums[owner] = sums.get(owner, 0) + row[column]
+                owner = self._owner(family, row.owner)
+                sums[owner] = sums.get(owner, 0) + row.values[field_name]
             metric = CounterMetricFamily(family, help_text, labels=self._owner_label_names)
             for owner, value in sorted(sums.items()):
                 metric.add_metric(list(owner), value)
             yield metric
 
     def _self_metrics(self):
+        health = self._readings.health()
         up = GaugeMetricFamily("taskscope_probe_up",
                                "1 when the probe is loaded and attached, 0 when it is not.",
                                labels=["probe"])
-        for probe, ok in sorted(self._maps.probe_status.items()):
+        for probe, ok in sorted(health.probe_up.items()):
             up.add_metric([probe], 1 if ok else 0)
         yield up
         entries = GaugeMetricFamily("taskscope_map_entries",
                                     "Entries in a BPF map at the last scrape.", labels=["map"])
         capacity = GaugeMetricFamily("taskscope_map_capacity",
                                      "Maximum entries of a BPF map.", labels=["map"])
-        for name, (n, cap) in sorted(self._maps.entries().items()):
+        for name, (n, cap) in sorted(health.map_entries.items()):
             entries.add_metric([name], n)
             capacity.add_metric([name], cap)
         yield entries
@@ -175,8 +156,8 @@ class TaskscopeCollector:
         drops = CounterMetricFamily("taskscope_map_drops",
                                     "Samples or entries lost because a BPF map was full.",
                                     labels=["reason"])
-        for reason, n in sorted(self._maps.drops().items()):
-            drops.add_metric([reason.name.lower()], n)
+        for reason, n in sorted(health.drops.items()):
+            drops.add_metric([reason], n)
         yield drops
         folded = GaugeMetricFamily("taskscope_services_folded",
                                    "Distinct services folded into service=\"other\" by the "
@@ -187,7 +168,7 @@ class TaskscopeCollector:
         errors = CounterMetricFamily("taskscope_decode_errors",
                                      "Kernel ids that could not be decoded into a name.",
                                      labels=["decoder"])
-        for decoder, n in sorted(self._resolver.decode_errors.items()):
+        for decoder, n in sorted(health.decode_errors.items()):
             errors.add_metric([decoder], n)
         yield errors
         yield GaugeMetricFamily("taskscope_scrape_duration_seconds",
@@ -204,4 +185,3 @@ class TaskscopeCollector:
             log.exception("reading the kernel maps failed; this scrape is partial")
         self._last_duration = time.monotonic() - started
         yield from self._self_metrics()
-

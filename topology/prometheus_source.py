@@ -11,7 +11,7 @@ import json
 import urllib.parse
 import urllib.request
 
-from agent.errors import TaskscopeError
+from taskscope.records.errors import TaskscopeError
 
 __all__ = ["PrometheusError", "graph_from_prometheus"]
 

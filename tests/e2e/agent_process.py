@@ -27,7 +27,7 @@ class Agent:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "w")
-        cmd = [sys.executable, "-m", "agent", "agent", "--listen", f"127.0.0.1:{self.port}", *args]
+        cmd = [sys.executable, "-m", "taskscope", "agent", "--listen", f"127.0.0.1:{self.port}", *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 

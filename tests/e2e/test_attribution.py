@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from agent.cgroups import find_cgroup2_mount
+from taskscope.agent.host.cgroups import find_cgroup2_mount
 from tests.e2e.agent_process import Agent, services, value
 from tests.e2e.workloads import run_named
 

@@ -60,7 +60,7 @@ def test_collector_joins_edges_across_agents_and_survives_bad_ones(
     listen = f"127.0.0.1:{free_port()}"
     dead = f"http://127.0.0.1:{free_port()}"
     collector = subprocess.Popen(
-        [sys.executable, "-m", "agent", "collector", "--listen", listen, "--agent", a.url,
+        [sys.executable, "-m", "taskscope", "collector", "--listen", listen, "--agent", a.url,
          "--agent", b.url, "--agent", garbage_agent, "--agent", dead, "--timeout", "2"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -105,7 +105,7 @@ def test_collector_joins_edges_across_agents_and_survives_bad_ones(
 
         out = tmp_path / "graph.svg"
         export = subprocess.run(
-            [sys.executable, "-m", "agent", "graph", "--from", base, "--format", "svg",
+            [sys.executable, "-m", "taskscope", "graph", "--from", base, "--format", "svg",
              "-o", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert export.returncode == 0, export.stderr
         ET.parse(out)

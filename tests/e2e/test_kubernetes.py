@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agent.cgroups import find_cgroup2_mount
+from taskscope.agent.host.cgroups import find_cgroup2_mount
 from tests.e2e.agent_process import Agent, free_port, value
 from tests.e2e.test_attribution import WAKER
 from tests.e2e.workloads import run_named
@@ -40,7 +40,7 @@ def pod_cgroup():
 
 @pytest.fixture
 def api_server():
-    with open(os.path.join(HERE, "unit", "data", "kubernetes_api.json")) as f:
+    with open(os.path.join(HERE, "unit", "agent", "host", "data", "kubernetes_api.json")) as f:
         pods = json.load(f)["pods"]
     asked = []
 

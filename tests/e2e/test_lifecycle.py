@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from agent.tracefs import find_tracefs
+from taskscope.agent.kernel.tracefs import find_tracefs
 from tests.e2e.agent_process import REPO, Agent, value
 from tests.e2e.workloads import sh
 
@@ -63,7 +63,7 @@ def test_openmetrics_when_asked(agent):
 
 
 def run_agent(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "agent", "agent", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "taskscope", "agent", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60, **kw)
 
 

@@ -2,7 +2,11 @@
 LRU hash.  Built here with a single array slot, so that all sockets but one
 live in the hash, their exchanges must still all be counted."""
 
-from agent import bpf_module, btf, kernel_abi, probes, tracefs
+from taskscope.agent.kernel import loader as bpf_module
+from taskscope.agent.kernel import btf
+from taskscope.agent import kernel_abi
+from taskscope.agent.kernel import probes
+from taskscope.agent.kernel import tracefs
 from tests.e2e.workloads import loopback_exchanges
 
 CONNECTIONS, EXCHANGES = 6, 5

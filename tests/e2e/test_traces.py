@@ -307,7 +307,7 @@ def test_collector_fans_trace_lookups_out_to_the_agents(traced_agent, http_servi
     listen = f"127.0.0.1:{free_port()}"
     with serving(lambda path: b'{"segments": [{"trace_id": 7}]}') as garbage:
         collector = subprocess.Popen(
-            [sys.executable, "-m", "agent", "collector", "--listen", listen, "--agent",
+            [sys.executable, "-m", "taskscope", "collector", "--listen", listen, "--agent",
              traced_agent.url, "--agent", garbage, "--agent", dead, "--timeout", "2"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from agent import config
+from taskscope import config
 
 from tests.e2e.agent_process import REPO, free_port
 from tests.e2e.workloads import sh
@@ -39,7 +39,7 @@ def run_with_caps(caps, tmp_path):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--",
-             sys.executable, "-m", "agent", "agent", "--listen", f"127.0.0.1:{port}"],
+             sys.executable, "-m", "taskscope", "agent", "--listen", f"127.0.0.1:{port}"],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         for _ in range(150):
@@ -92,7 +92,7 @@ def test_install_and_uninstall_units(tmp_path):
 def test_shipped_configs_are_accepted(tmp_path):
     port = free_port()
     collector = subprocess.Popen(
-        [sys.executable, "-m", "agent", "collector", "--config",
+        [sys.executable, "-m", "taskscope", "collector", "--config",
          os.path.join(UNITS, "collector.yaml"), "--listen", f"127.0.0.1:{port}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -15,7 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import bpf_module, btf, kernel_abi, probes, tracefs
+from taskscope.agent.kernel import loader as bpf_module
+from taskscope.agent.kernel import btf
+from taskscope.agent import kernel_abi
+from taskscope.agent.kernel import probes
+from taskscope.agent.kernel import tracefs
 
 SCAN = kernel_abi.SCAN_BYTES
 METHODS = (b"GET ", b"POST", b"PUT ", b"DELE", b"PATC", b"HEAD", b"OPTI")

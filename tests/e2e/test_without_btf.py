@@ -4,7 +4,10 @@ This kernel has BTF, so the agent never builds those variants here: this
 test builds them with BTF withheld, attaches them, and feeds them real
 traffic, so that the fallback is known to load and to measure."""
 
-from agent import bpf_module, kernel_abi, probes, tracefs
+from taskscope.agent.kernel import loader as bpf_module
+from taskscope.agent import kernel_abi
+from taskscope.agent.kernel import probes
+from taskscope.agent.kernel import tracefs
 from tests.e2e.workloads import loopback_exchanges
 
 EXCHANGES = 5

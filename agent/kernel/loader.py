@@ -1,0 +1,108 @@
+"""Compiles the selected probes into one BCC module and attaches them.
+
+One module, because every BCC compile costs seconds of CPU; a probe that
+breaks the compile is isolated and left out rather than taking the rest down.
+"""
+
+import importlib.resources
+import logging
+import os
+import pathlib
+
+from taskscope.agent import kernel_abi
+from taskscope.records.errors import DependencyError, PrivilegeError, ProbeLoadError
+
+log = logging.getLogger(__name__)
+
+# The C sources ship inside the package (package data), so a wheel runs anywhere.
+BPF_DIR = importlib.resources.files("taskscope") / "bpf"
+HEADER = "taskscope.h"
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+
+def effective_capabilities(status_path="/proc/self/status"):
+    with open(status_path) as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges(caps=None):
+    """Fail fast, naming what is missing, before BCC says something vaguer."""
+    caps = effective_capabilities() if caps is None else caps
+    if caps & (1 << CAP_SYS_ADMIN):
+        return
+    missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON"))
+               if not caps & (1 << bit)]
+    if missing:
+        raise PrivilegeError(
+            f"taskscope needs {' and '.join(missing)} (or CAP_SYS_ADMIN) to load eBPF probes; "
+            "run it as root or grant the capabilities")
+
+
+def import_bcc():
+    try:
+        import bcc
+    except ImportError as exc:
+        raise DependencyError(
+            f"BCC's Python module cannot be imported ({exc}): install Debian's python3-bpfcc "
+            "and run taskscope from a Python that sees the system site-packages "
+            "(./install.sh makes such a venv in .venv)") from exc
+    return bcc
+
+
+def check_kernel_headers(release=None):
+    """BCC compiles against /lib/modules/<release>/build unless told otherwise."""
+    if os.environ.get("BCC_KERNEL_SOURCE"):
+        return
+    release = release or os.uname().release
+    build = pathlib.Path("/lib/modules") / release / "build"
+    if not (build / "include").is_dir():
+        raise DependencyError(
+            f"no kernel headers at {build}: run ./install.sh, which installs "
+            f"linux-headers-{release} or, where the running kernel has no such package, "
+            "Debian's generic linux-headers-amd64 and links it there")
+
+
+def module_text(sources):
+    """The probes' C, concatenated: BCC rewrites map calls only in the main file."""
+    parts = [(BPF_DIR / HEADER).read_text()]
+    parts += [(BPF_DIR / src).read_text() for src in sources]
+    return "\n".join(parts).encode()
+
+
+def _compile(bcc, selection, probes, trace_unsampled):
+    return bcc.BPF(text=module_text(selection.sources(probes)),
+                   cflags=kernel_abi.cflags(selection.defines(probes),
+                                            trace_unsampled=trace_unsampled))
+
+
+def load(selection, trace_unsampled=False):
+    """Compile and attach `selection`; returns (BPF object, probes that failed).
+
+    Tracepoint programs attach here; cgroup and uprobe programs are attached
+    by their owners (agent/wire_capture.py, agent/markers.py).
+    """
+    bcc = import_bcc()
+    try:
+        return _compile(bcc, selection, selection.enabled, trace_unsampled), {}
+    except Exception as exc:  # BCC raises bare Exception on compile/attach errors
+        log.warning("loading all probes together failed (%s); trying each alone", exc)
+    working, failed = [], {}
+    core = [p for p in selection.enabled if p.group == "core"]
+    for probe in selection.enabled:
+        if probe.group == "core":
+            continue
+        try:
+            _compile(bcc, selection, core + [probe], trace_unsampled).cleanup()
+            working.append(probe)
+        except Exception as exc:
+            log.error("probe %s cannot load and is disabled: %s", probe.name, exc)
+            failed[probe.name] = str(exc)
+    if not working:
+        raise ProbeLoadError("no probe could be loaded; see the errors above")
+    return _compile(bcc, selection, core + working, trace_unsampled), failed

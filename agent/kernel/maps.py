@@ -1,0 +1,197 @@
+"""Read access to the loaded probes' maps: the single source of every figure.
+
+Nothing here keeps a copy of a measurement; each scrape reads the maps anew.
+"""
+
+import collections
+import ctypes
+import logging
+import threading
+
+from taskscope.agent.kernel_abi import MAP_SIZES, Drop, Role, ident_hash
+
+log = logging.getLogger(__name__)
+
+# Map name -> the MAP_SIZES flag that bounds it, for the entries/capacity gauges.
+EXPORTED_MAPS = {
+    "runqueue_latency": "RUNQUEUE_HIST_ENTRIES",
+    "blockio_latency": "BLOCKIO_HIST_ENTRIES",
+    "tcp_stats": "TCP_STATS_ENTRIES",
+    "counter_slot_owners": "MAX_COUNTER_SLOTS",
+    "tcp_connect_latency": "TCP_HIST_ENTRIES",
+    "tcp_rtt": "TCP_HIST_ENTRIES",
+    "edge_latency": "EDGE_HIST_ENTRIES",
+    "edge_stats": "EDGE_ENTRIES",
+    "ident_names": "MAX_IDENTITIES",
+}
+
+
+def _plain(value):
+    return value.value if isinstance(value, ctypes._SimpleCData) else value
+
+
+class KernelMaps:
+    """The loaded BPF module, seen as tables of typed rows."""
+
+    def __init__(self, bpf, probe_status, name_cache_size=16384):
+        self._bpf = bpf
+        self.probe_status = probe_status  # probe name -> bool (loaded and attached)
+        self._names = collections.OrderedDict()
+        self._names_lock = threading.Lock()  # scrapes and the graph recorder share it
+        self._name_cache_size = name_cache_size
+        self._sizes = {}
+
+    def has(self, map_name):
+        try:
+            self._bpf[map_name]
+            return True
+        except KeyError:
+            return False
+
+    def rows(self, map_name):
+        """[(key, value)] of a hash map, in one batched syscall where the kernel allows."""
+        table = self._bpf[map_name]
+        try:
+            rows = list(table.items_lookup_batch())
+        except Exception:  # BCC raises plain Exception where batching is unsupported
+            rows = list(table.items())
+        self._sizes[map_name] = len(rows)
+        # Batched reads give plain ints for scalar keys, items() ctypes scalars.
+        return [(_plain(k), _plain(v)) for k, v in rows]
+
+    def entries(self):
+        """{map: (entries at the last read, capacity)} for the maps read so far."""
+        return {m: (n, MAP_SIZES[EXPORTED_MAPS[m]]) for m, n in self._sizes.items()
+                if m in EXPORTED_MAPS}
+
+    def tcp_bytes(self):
+        """[(owner, sent, received)] summed over CPUs, one row per counter slot.
+
+        Slot 0 collects bytes of owners that found no free slot; it is
+        reported with the all-zero owner, i.e. as service "unknown".
+        """
+        owners, table = self._bpf["counter_slot_owners"], self._bpf["tcp_bytes"]
+        rows = [(owner, slot) for slot, owner in self.rows("counter_slot_owners")]
+        rows.append((owners.Leaf(), 0))
+        out = []
+        for owner, slot in rows:
+            per_cpu = table[table.Key(slot)]
+            out.append((owner, sum(c.sent_bytes for c in per_cpu),
+                        sum(c.received_bytes for c in per_cpu)))
+        return out
+
+    def edge_rows(self):
+        """{edge key without slot: [stats or None, [(slot, count, sum_ns)]]} of the graph maps."""
+        edges = {}
+        for key, value in self.rows("edge_latency"):
+            slot = key.slot
+            key.slot = 0
+            edges.setdefault(bytes(key), [None, [], key])[1].append(
+                (slot, value.count, value.sum_ns))
+        for key, stats in self.rows("edge_stats"):
+            edges.setdefault(bytes(key), [None, [], key])[0] = stats
+        return list(edges.values())
+
+    def forget_edges(self, keys):
+        """Delete edge sides (kernel keys without slot, as bytes) from both graph maps."""
+        latency, stats = self._bpf["edge_latency"], self._bpf["edge_stats"]
+        gone = set(keys)
+        for key, _ in self.rows("edge_latency"):
+            slot = key.slot
+            key.slot = 0
+            if bytes(key) in gone:
+                key.slot = slot
+                latency.pop(key, None)
+        for key, _ in self.rows("edge_stats"):
+            if bytes(key) in gone:
+                stats.pop(key, None)
+
+    def drops(self):
+        table = self._bpf["drops"]
+        return {reason: sum(table[ctypes.c_int(reason.value)]) for reason in Drop}
+
+    def ident_name(self, ident):
+        """(kind, name) of an identity, or None; identities never change, so cached."""
+        with self._names_lock:
+            if ident in self._names:
+                return self._names[ident]
+        table = self._bpf["ident_names"]
+        try:
+            leaf = table[table.Key(ident)]
+        except KeyError:
+            return None
+        entry = (leaf.kind, leaf.name.decode("utf-8", "replace"))
+        with self._names_lock:
+            self._names[ident] = entry
+            if len(self._names) > self._name_cache_size:
+                self._names.popitem(last=False)
+        return entry
+
+    def identity_of(self, tgid):
+        """The identity the kernel gave process `tgid` (at exec, fork or seeding), or None.
+
+        Preferred to /proc: a process that rewrote its title has lost the
+        environment its OTEL_SERVICE_NAME was read from.
+        """
+        table = self._bpf["processes"]
+        try:
+            ident = table[table.Key(tgid)].ident
+        except (KeyError, IndexError):
+            return None
+        return ident or None
+
+    def seed_identities(self, processes):
+        """Name processes that predate the agent: [(tgid, kind, name bytes)]."""
+        table, names = self._bpf["processes"], self._bpf["ident_names"]
+        for tgid, kind, name in processes:
+            ident = ident_hash(kind, name)
+            leaf = names.Leaf()
+            leaf.kind = kind
+            leaf.name = name
+            process = table.Leaf()
+            process.ident = ident
+            try:
+                names[names.Key(ident)] = leaf
+                table[table.Key(tgid)] = process
+            except Exception as exc:  # a full map or a pid beyond PID_SLOTS
+                log.warning("cannot seed identity of pid %d: %s", tgid, exc)
+        log.info("named %d running processes", len(processes))
+
+    def seed_listeners(self, owners, by_netns):
+        """Record who listens where: {(netns inode, port): (cgroup id, kind, name
+        bytes)}.  Without `by_netns` (the kernel side cannot read namespaces
+        here) listeners are keyed by port alone, as the probe keys them."""
+        table = self._bpf["tcp_listeners"]
+        for (netns, port), (cgroup, kind, name) in owners.items():
+            key = table.Key()
+            key.netns, key.port = (netns if by_netns else 0), port
+            leaf = table.Leaf()
+            leaf.cgroup_id = cgroup
+            leaf.ident = ident_hash(kind, name)
+            table[key] = leaf
+        log.info("found %d TCP listeners already open", len(owners))
+
+    def seed_connections(self, connections):
+        """Connections open before the agent: [(netns, local ip, local port, peer ip,
+        peer port, role, (cgroup id, kind, name bytes))]."""
+        table = self._bpf["tcp_preexisting"]
+        for netns, local, lport, peer, pport, role, (cgroup, kind, name) in connections:
+            key, edge = table.Key(), table.Leaf()
+            key.netns, key.local_port, key.peer_port = netns, lport, pport
+            key.local[:] = local.packed
+            key.peer[:] = peer.packed
+            edge.owner.cgroup_id = cgroup
+            edge.owner.ident = ident_hash(kind, name)
+            edge.local[:] = local.packed
+            edge.peer[:] = peer.packed
+            edge.peer_port = pport if role == Role.CLIENT else 0
+            edge.role = role
+            try:
+                table[key] = edge
+            except Exception as exc:  # map full
+                log.warning("cannot list every open connection: %s", exc)
+                break
+        log.info("listed %d TCP connections already open", len(connections))
+
+    def close(self):
+        self._bpf.cleanup()

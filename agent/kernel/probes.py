@@ -1,0 +1,195 @@
+"""The probe catalogue: which C source and tracepoints each probe needs.
+
+A probe whose required tracepoints are missing is left out of the BPF module
+and reported down; optional tracepoints become HAVE_<CATEGORY>_<EVENT>
+defines so the C can pick a fallback.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from taskscope.agent.kernel.btf import BTFError
+from taskscope.agent.kernel.tracefs import tracepoint_exists
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("sched", "blockio", "tcp", "traces")
+# Probes can also be chosen one by one (say tcp_connect,tcp_rtt without the
+# per-send/receive hooks of tcp_bytes and tcp_exchanges).
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    group: str
+    source: str
+    required: tuple = ()
+    optional: tuple = ()
+    define: str = ""
+    # BTF variant, compiled with <define>_BTF where the kernel's BTF vouches
+    # for it: raw tracepoints (event, parameter types its C expects) and the
+    # struct fields it reads (define, struct, member path, size in bytes).
+    raw_events: tuple = ()
+    fields: tuple = ()
+    # Probes it cannot work without, selected along with it.
+    needs: tuple = ()
+
+
+# The raw send and receive hooks, shared by tcp_exchanges and tcp_bytes.
+SOCK_IO_RAW_EVENTS = (("sock_send_length", ("struct sock *", "int", "int")),
+                      ("sock_recv_length", ("struct sock *", "int", "int")))
+SK_PROTOCOL = ("SK_PROTOCOL_OFFSET", "sock", "sk_protocol", 2)
+
+CATALOGUE = (
+    # Identity is the core every other probe charges samples to; without its
+    # tracepoints processes are still named, by comm, on first sight.
+    Probe(
+        "identity", "core", "identity.bpf.c",
+        optional=("syscalls:sys_enter_execve", "syscalls:sys_enter_execveat",
+                  "sched:sched_process_exec", "sched:sched_process_fork"),
+        define="IDENTITY",
+        fields=(("TASK_MM_OFFSET", "task_struct", "mm", 8),
+                ("MM_ENV_START_OFFSET", "mm_struct", "env_start", 8),
+                ("MM_ENV_END_OFFSET", "mm_struct", "env_end", 8)),
+    ),
+    # Trace segments: a thread's waits while it works for one trace, filled
+    # by the sched, blockio and tcp probes; begun by the marker library's
+    # uprobes, and by trace contexts read off the wire by cgroup_skb
+    # programs (trace_wire), which open segments at TCP exchanges.  Both
+    # sources must precede the probes that call into them.
+    Probe("trace_segments", "traces", "segments.bpf.c",
+          required=("sched:sched_switch",), define="TRACE_SEGMENTS"),
+    Probe("trace_wire", "traces", "traceparent.bpf.c",
+          required=("sock:inet_sock_set_state", "sock:sock_send_length",
+                    "sock:sock_recv_length"), define="TRACE_WIRE",
+          needs=("trace_segments", "tcp_exchanges")),
+    Probe("runqueue", "sched", "runqueue.bpf.c",
+          required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch"),
+          define="RUNQUEUE",
+          raw_events=(("sched_switch", ("_Bool", "struct task_struct *", "struct task_struct *",
+                                        "unsigned int")),
+                      ("sched_wakeup", ("struct task_struct *",)),
+                      ("sched_wakeup_new", ("struct task_struct *",))),
+          fields=(("TASK_PID_OFFSET", "task_struct", "pid", 4),)),
+    Probe("blockio", "blockio", "blockio.bpf.c",
+          required=("block:block_rq_issue", "block:block_rq_complete"),
+          optional=("block:block_io_start", "block:block_rq_insert")),
+    Probe("tcp_connect", "tcp", "tcp.bpf.c",
+          required=("sock:inet_sock_set_state",), define="TCP_CONNECT"),
+    # RTT samples are charged to the socket owners that inet_sock_set_state
+    # records (tcp_probe runs in softirq context).  Where the send and
+    # receive hooks run raw (see tcp_bytes), srtt is sampled on them instead
+    # and tcp_probe, which fires on every received segment, stays unattached.
+    Probe("tcp_rtt", "tcp", "tcp.bpf.c",
+          required=("sock:inet_sock_set_state", "tcp:tcp_probe"), define="TCP_RTT",
+          needs=("tcp_connect",),
+          raw_events=(("tcp_probe", ("struct sock *", "struct sk_buff *")),),
+          fields=(("TCP_SRTT_US_OFFSET", "tcp_sock", "srtt_us", 4),)),
+    Probe("tcp_retransmit", "tcp", "tcp.bpf.c",
+          required=("tcp:tcp_retransmit_skb",), define="TCP_RETRANSMIT", needs=("tcp_connect",)),
+    # The service graph: request/response exchanges per connection, from the
+    # direction changes of its byte stream; connections' roles and
+    # addresses come from inet_sock_set_state.
+    # With BTF, the send and receive hooks (shared with tcp_bytes) run as raw
+    # tracepoints, and connections open before the agent are adopted on their
+    # first send or receive, by their (netns, 4-tuple) as /proc listed them.
+    Probe("tcp_exchanges", "tcp", "tcp.bpf.c",
+          required=("sock:inet_sock_set_state", "sock:sock_send_length",
+                    "sock:sock_recv_length"), define="TCP_EXCHANGES", needs=("tcp_connect",),
+          raw_events=SOCK_IO_RAW_EVENTS,
+          fields=(SK_PROTOCOL,
+                  ("SKC_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),
+                  ("SKC_DADDR_OFFSET", "sock", "__sk_common.skc_daddr", 4),
+                  ("SKC_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_rcv_saddr", 4),
+                  ("SKC_DPORT_OFFSET", "sock", "__sk_common.skc_dport", 2),
+                  ("SKC_NUM_OFFSET", "sock", "__sk_common.skc_num", 2),
+                  ("SKC_V6_DADDR_OFFSET", "sock", "__sk_common.skc_v6_daddr", 16),
+                  ("SKC_V6_RCV_SADDR_OFFSET", "sock", "__sk_common.skc_v6_rcv_saddr", 16),
+                  ("SKC_NET_OFFSET", "sock", "__sk_common.skc_net", 8),
+                  ("NET_NS_INUM_OFFSET", "net", "ns.inum", 4))),
+    # Every send and receive on every socket: raw tracepoints where BTF
+    # allows, which cost one helper call (40 ns here) to read the protocol
+    # of a socket that tcp_connect does not track, where the classic ones
+    # cost ~90 ns more than raw ones to format their fields.
+    Probe("tcp_bytes", "tcp", "tcp.bpf.c",
+          required=("sock:sock_send_length", "sock:sock_recv_length"), define="TCP_BYTES",
+          raw_events=SOCK_IO_RAW_EVENTS, fields=(SK_PROTOCOL,)),
+)
+
+
+PROBE_NAMES = tuple(p.name for p in CATALOGUE if p.group != "core")
+
+
+@dataclass
+class Selection:
+    """What will be loaded, and why the rest will not."""
+
+    enabled: list = field(default_factory=list)
+    missing: dict = field(default_factory=dict)  # probe name -> missing tracepoints
+    probe_defines: dict = field(default_factory=dict)  # probe name -> -D flags
+
+    def defines(self, probes=None):
+        """-D flags of `probes` (default: every enabled probe), each once."""
+        probes = self.enabled if probes is None else probes
+        return list(dict.fromkeys(d for p in probes for d in self.probe_defines[p.name]))
+
+    def sources(self, probes=None):
+        """C files of `probes`, each once, identity (which cleans up after the
+        others) last."""
+        probes = self.enabled if probes is None else probes
+        sources = list(dict.fromkeys(p.source for p in probes))
+        return sorted(sources, key=lambda s: s == "identity.bpf.c")
+
+
+def _have_define(tracepoint):
+    return "HAVE_" + tracepoint.replace(":", "_").upper()
+
+
+def btf_defines(probe, btf):
+    """-D flags for the BTF variant of `probe`, or [] when BTF cannot vouch for it."""
+    if not (probe.raw_events or probe.fields) or btf is None:
+        return []
+    try:
+        for event, params in probe.raw_events:
+            found = tuple(btf.raw_tracepoint_params(event))
+            if found != params:
+                raise BTFError(f"{event} takes ({', '.join(found)}), expected ({', '.join(params)})")
+        defines = [f"{probe.define}_BTF"]
+        for define, struct_name, path, size in probe.fields:
+            offset, found_size = btf.member(struct_name, path)
+            if found_size != size:
+                raise BTFError(f"{struct_name}.{path} is {found_size} bytes, expected {size}")
+            defines.append(f"{define}={offset}")
+        return defines
+    except BTFError as exc:
+        log.info("probe %s falls back to its variant without BTF: %s", probe.name, exc)
+        return []
+
+
+def select(groups, tracefs_root, btf=None):
+    """Pick the probes named by `groups` (group or probe names) whose
+    tracepoints the kernel has.
+
+    With the kernel's BTF, probes that have a raw-tracepoint variant use it.
+    """
+    selection = Selection()
+    names = {p.name for p in CATALOGUE
+             if p.group == "core" or p.group in groups or p.name in groups}
+    while True:  # with what they need, transitively
+        more = {n for p in CATALOGUE if p.name in names for n in p.needs} - names
+        if not more:
+            break
+        names |= more
+    wanted = [p for p in CATALOGUE if p.name in names]
+    for probe in wanted:
+        absent = [tp for tp in probe.required if not tracepoint_exists(tracefs_root, tp)]
+        if absent:
+            selection.missing[probe.name] = absent
+            continue
+        selection.enabled.append(probe)
+        defines = [probe.define] if probe.define else []
+        defines += btf_defines(probe, btf)
+        defines += [_have_define(tp) for tp in probe.optional
+                    if tracepoint_exists(tracefs_root, tp)]
+        selection.probe_defines[probe.name] = defines
+    return selection

@@ -1,0 +1,108 @@
+"""Finished trace segments, from the kernel's ring buffer to the store and OTLP.
+
+The kernel sends one event per finished segment (see bpf/segments.bpf.c);
+this module turns it into a Segment with wall-clock times and a service
+name.  A keep-alive connection may sit idle after its last response for
+as long as the client likes, so segments idle longer than `idle_after`
+are finished from here.
+"""
+
+import ctypes
+import logging
+import time
+
+from taskscope.records.segments import Segment
+
+log = logging.getLogger(__name__)
+
+KINDS = {1: "server", 2: "client", 3: "task"}
+CONTEXTS = {1: "traceparent", 2: "b3", 3: "marker"}
+
+
+def monotonic_to_wall():
+    """Offset that turns bpf_ktime_get_ns() (CLOCK_MONOTONIC) into Unix time."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+def segment_from_event(event, service, wall_offset_ns):
+    """`event`: a struct segment (bpf/segments.bpf.c); its `done` figures count."""
+    figures = event.done
+    return Segment(
+        trace_id=bytes(event.ctx.trace_id).hex(),
+        parent_span_id=bytes(event.ctx.span_id).hex(),
+        sampled=bool(event.ctx.flags & 1),
+        context=CONTEXTS.get(event.ctx.source, "unknown"),
+        kind=KINDS.get(event.role, "unknown"),
+        service=service,
+        pid=event.tgid,
+        tid=event.tid,
+        start=(event.start_ns + wall_offset_ns) / 1e9,
+        end=(max(event.end_ns, event.start_ns) + wall_offset_ns) / 1e9,
+        runqueue_seconds=figures.runqueue_ns / 1e9,
+        oncpu_seconds=figures.oncpu_ns / 1e9,
+        blockio_seconds=figures.blockio_ns / 1e9,
+        blockio_count=figures.blockio_count,
+        network_seconds=figures.network_ns / 1e9,
+        other_seconds=figures.other_ns / 1e9,
+        retransmits=event.retransmits,
+    )
+
+
+class SegmentReader:
+    """Polls the ring buffer and hands each Segment to `sinks`."""
+
+    def __init__(self, bpf, resolver, sinks, idle_after=2.0):
+        self._bpf = bpf
+        self._resolver = resolver
+        self._sinks = sinks
+        self._idle_after_ns = int(idle_after * 1e9)
+        self._wall_offset = monotonic_to_wall()
+        self.received = 0
+        self.reaped = 0
+        # BCC cannot derive nested structs for ring buffer events; the
+        # segments map has the same type, with its ctypes layout.
+        self._event_type = ctypes.POINTER(bpf["segments"].Leaf)
+        bpf["segment_events"].open_ring_buffer(self._on_event)
+
+    def _deliver(self, event):
+        owner = event.owner
+        service = self._resolver.resolve(owner.cgroup_id, owner.ident)
+        segment = segment_from_event(event, service, self._wall_offset)
+        for sink in self._sinks:
+            try:
+                sink(segment)
+            except Exception:
+                log.exception("a trace segment sink failed; the segment is lost to it")
+
+    def _on_event(self, ctx, data, size):
+        self.received += 1
+        self._deliver(ctypes.cast(data, self._event_type).contents)
+
+    def reap_idle(self, now_ns=None):
+        """Finish segments whose last response is older than idle_after.
+
+        The kernel may touch a segment while this runs; then that segment
+        ends here a little early, or its later figures are lost.
+        """
+        now_ns = now_ns or time.monotonic_ns()
+        table, traced = self._bpf["segments"], self._bpf["traced_threads"]
+        for tid, seg in list(table.items()):
+            if not seg.end_ns or now_ns - seg.end_ns < self._idle_after_ns:
+                continue
+            # The flag first: a probe that sees it set while the entry is
+            # gone counts the segment as evicted.
+            traced[tid] = traced.Leaf(0)
+            try:
+                del table[tid]
+            except KeyError:
+                continue  # finished by the kernel meanwhile
+            self.reaped += 1
+            self._deliver(seg)
+
+    def run(self, stop, reap_interval=1.0):
+        next_reap = time.monotonic() + reap_interval
+        while not stop.is_set():
+            self._bpf.ring_buffer_poll(200)
+            if time.monotonic() >= next_reap:
+                self.reap_idle()
+                next_reap = time.monotonic() + reap_interval

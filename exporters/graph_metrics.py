@@ -1,0 +1,66 @@
+"""Service-graph edges as the metrics Grafana's service map already reads.
+
+Names and labels follow Tempo's metrics-generator contract
+(traces_service_graph_*; client, server, connection_type), so dashboards
+built for Tempo work unchanged.  Values are cumulative since the agent
+started: the graph is rebuilt from the kernel maps on every scrape.
+"""
+
+import logging
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+from taskscope.exporters.exemplars import exemplar_buckets
+
+log = logging.getLogger(__name__)
+
+# Ports that name a database or cache well enough to say so on the edge.
+DATABASE_PORTS = {1433, 1521, 3306, 5432, 6379, 9042, 11211, 27017}
+
+
+def connection_type(graph, client, server):
+    """database (a well-known database or cache port), virtual_node (a peer no
+    agent owns) or "" (a service calling a service)."""
+    if graph.edges[client, server]["server_ports"] & DATABASE_PORTS:
+        return "database"
+    return "virtual_node" if graph.nodes[server].get("kind") == "external" else ""
+
+
+class GraphMetrics:
+    """A prometheus_client custom collector over a service graph:
+    `graph_of()` returns the nx.DiGraph of topology.graph.build_graph."""
+
+    def __init__(self, graph_of, trace_store=None):
+        self._graph_of = graph_of
+        self._trace_store = trace_store
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        labels = ["client", "server", "connection_type"]
+        requests = CounterMetricFamily("traces_service_graph_request",
+                                       "Requests (request/response exchanges) from client to "
+                                       "server service.", labels=labels)
+        failed = CounterMetricFamily("traces_service_graph_request_failed",
+                                     "Failed requests: connects refused or timed out.",
+                                     labels=labels)
+        client = HistogramMetricFamily("traces_service_graph_request_client_seconds",
+                                       "Request latency as the client saw it.", labels=labels)
+        server = HistogramMetricFamily("traces_service_graph_request_server_seconds",
+                                       "Request latency as the server saw it.", labels=labels)
+        try:
+            graph = self._graph_of()
+            for source, target, edge in sorted(graph.edges(data=True)):
+                values = [source, target, connection_type(graph, source, target)]
+                requests.add_metric(values, edge["requests"])
+                failed.add_metric(values, edge["failed"])
+                for family, hist in ((client, edge["client_latency"]),
+                                     (server, edge["server_latency"])):
+                    if hist.count:
+                        buckets = exemplar_buckets(self._trace_store, family.name, target,
+                                                   hist.buckets())
+                        family.add_metric(values, buckets, hist.sum_ns / 1e9)
+        except Exception:  # the scrape path never raises
+            log.exception("building the service graph for /metrics failed")
+        yield from (requests, failed, client, server)

@@ -1,0 +1,5 @@
+import sys
+
+from taskscope.cli import main
+
+sys.exit(main())

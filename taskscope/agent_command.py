@@ -1,0 +1,139 @@
+"""`taskscope agent`: the one place that wires the layers of a node together.
+
+Probes are selected, compiled and attached (agent.kernel), what predates the
+agent is seeded (agent.seeding), owners are named (agent.host), and the
+readings, the graph and the traces are served over HTTP through the
+exporters and topology, until SIGTERM or SIGINT.
+"""
+
+import ipaddress
+import logging
+import os
+import socket
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from taskscope import config, graph_routes, trace_routes
+from taskscope.agent.edge_sides import EdgeSideRecorder
+from taskscope.agent.host import kubernetes
+from taskscope.agent.host.cgroups import CgroupPaths, find_cgroup2_mount
+from taskscope.agent.host.services import ServiceResolver
+from taskscope.agent.kernel import btf, loader, probes, tracefs
+from taskscope.agent.kernel.maps import KernelMaps
+from taskscope.agent.readings import NodeReadings
+from taskscope.agent.seeding import seed_running_state
+from taskscope.agent.tracing import Tracing
+from taskscope.exporters.graph_metrics import GraphMetrics
+from taskscope.exporters.prometheus import KernelMetrics
+from taskscope.exporters.tracing_metrics import TracingMetrics
+from taskscope.records.errors import ConfigError
+from taskscope.server import EndpointServer, wait_for_signal
+from taskscope.topology.graph import build_graph
+from taskscope.topology.graph_json import to_json
+from taskscope.topology.sides_json import sides_to_json
+
+log = logging.getLogger("taskscope")
+
+
+def _probe_status(selection, failed):
+    status = {p.name: p.name not in failed for p in selection.enabled}
+    status.update({name: False for name in selection.missing})
+    return status
+
+
+def start_pod_metadata(cfg, stop):
+    """PodMetadata polling this node's pods, or None off Kubernetes."""
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if cfg.kubernetes == "off" or (cfg.kubernetes == "auto" and not (in_pod or cfg.kubernetes_api)):
+        return None
+    try:
+        client = kubernetes.ApiClient(cfg.kubernetes_api or None)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"kubernetes: {exc}") from exc
+    node = cfg.kubernetes_node or os.environ.get("NODE_NAME") or socket.gethostname()
+    pods = kubernetes.PodMetadata(client, node)
+    if not pods.refresh():
+        log.warning("pods of node %s unknown for now; services are named without them "
+                    "until the API answers", node)
+    threading.Thread(target=pods.run, args=(stop,), name="pods", daemon=True).start()
+    log.info("naming services after the workloads of node %s's pods (API %s)",
+             node, client.base_url)
+    return pods
+
+
+def serve_graph(server, recorder, cfg, trace_store):
+    """The service graph of `recorder`'s edge sides: routes and metrics."""
+    def graph_of(window=None):
+        table = recorder.endpoint_table()
+        return build_graph(recorder.window_sides(window), lambda ip, port: table.get((ip, port)))
+
+    def sides_of(window):
+        table = recorder.endpoint_table()
+        return sides_to_json(recorder.window_sides(window), table)
+
+    server.routes.update(graph_routes.graph_routes(
+        lambda window: to_json(graph_of(window)),
+        config.parse_duration(cfg.graph_window), recorder.max_window, sides_of=sides_of))
+    server.registry.register(GraphMetrics(graph_of, trace_store))
+
+
+def run(cfg):
+    """Run the agent with settings `cfg` (config.AgentConfig) until a signal."""
+    started = time.monotonic()
+    loader.check_privileges()
+    try:
+        server = EndpointServer(cfg.address, CollectorRegistry(auto_describe=False))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
+    loader.import_bcc()
+    loader.check_kernel_headers()
+    root = tracefs.find_tracefs(cfg.tracefs or None)
+    selection = probes.select(cfg.probes, root, btf.load_vmlinux())
+    for name, absent in selection.missing.items():
+        log.warning("probe %s disabled: tracepoint %s not found in %s/events",
+                    name, ", ".join(absent), root)
+    spans = None
+    if cfg.otlp_endpoint:
+        from taskscope.exporters.otlp import SegmentSpans, make_exporter
+        spans = SegmentSpans(make_exporter(cfg.otlp_endpoint, cfg.otlp_protocol),
+                             cfg.max_services)
+    bpf, failed = loader.load(selection, trace_unsampled=cfg.trace_unsampled)
+    maps = KernelMaps(bpf, _probe_status(selection, failed))
+    cgroup_root = cfg.cgroup_root or find_cgroup2_mount()
+    loaded = selection.defines([p for p in selection.enabled if p.name not in failed])
+    seed_running_state(maps, cgroup_root, listeners_by_netns="TCP_EXCHANGES_BTF" in loaded)
+    stop = threading.Event()
+    pods = start_pod_metadata(cfg, stop)
+    resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root), pods)
+    tracing = None
+    if maps.has("segments"):
+        tracing = Tracing(bpf, maps, resolver, cgroup_root, cfg.trace_store_size, spans)
+        tracing.start(stop)
+        server.routes.update(trace_routes.store_routes(tracing.store))
+        server.registry.register(TracingMetrics(tracing))
+    store = tracing.store if tracing else None
+    pod_labels = cfg.kubernetes_labels if pods else ()
+    server.registry.register(KernelMetrics(
+        NodeReadings(maps, resolver, with_pods=bool(pod_labels)), cfg.max_services, store,
+        pod_labels=pod_labels))
+    if maps.has("edge_stats"):
+        networks = [ipaddress.ip_network(n, strict=False) for n in cfg.graph_addresses]
+        recorder = EdgeSideRecorder(maps, resolver, cgroup_root, addresses=networks or None,
+                                    expiry=config.parse_duration(cfg.graph_expiry))
+        threading.Thread(target=recorder.run, args=(stop,), name="graph", daemon=True).start()
+        serve_graph(server, recorder, cfg, store)
+    ProcessCollector(namespace="taskscope", registry=server.registry)
+    server.start()
+    up = sorted(name for name, ok in maps.probe_status.items() if ok)
+    log.info("probes up: %s; serving /metrics on %s in %.1f s",
+             ", ".join(up), cfg.listen, time.monotonic() - started)
+
+    wait_for_signal(stop)
+    log.info("stopping: detaching probes")
+    server.stop()
+    if tracing:
+        tracing.close()
+    maps.close()
+    return 0

@@ -1,0 +1,117 @@
+"""Pod metadata from recorded API replies and real cgroup path shapes."""
+
+import json
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from taskscope.agent.host.kubernetes import PodMetadata, index_pods, parse_cgroup_path
+
+with open(os.path.join(os.path.dirname(__file__), "data", "kubernetes_api.json")) as f:
+    RECORDED = json.load(f)
+# Keys a pod object has, so that generated objects get past the first lookups.
+KEYS = ["metadata", "spec", "status", "name", "namespace", "uid", "ownerReferences", "kind",
+        "controller", "labels", "containerStatuses", "containerID", "podIPs", "ip", "env",
+        "containers", "value", "nodeName", "hostNetwork"]
+A, C, E = "a" * 64, "c" * 64, "e" * 64
+UID = "0f3c2a7e-1b2d-4c5e-8f90-a1b2c3d4e5f6"
+
+
+@pytest.mark.parametrize("path, expected", [
+    # cgroup v2, systemd driver: containerd, cri-o, docker
+    (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID.replace('-', '_')}"
+     f".slice/cri-containerd-{A}.scope", (UID, A)),
+    (f"/kubepods.slice/kubepods-pod{UID.replace('-', '_')}.slice/crio-{A}.scope", (UID, A)),
+    (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+     f"{UID.replace('-', '_')}.slice/docker-{A}.scope", (UID, A)),
+    # cgroupfs driver (v1 or v2): docker/containerd, cri-o; guaranteed pods have no QoS level
+    (f"/kubepods/burstable/pod{UID}/{A}", (UID, A)),
+    (f"/kubepods/besteffort/pod{UID}/crio-{A}", (UID, A)),
+    (f"/kubepods/pod{UID}/{A}", (UID, A)),
+    # the pod's own cgroup, and cri-o's monitor: the pod, no container
+    (f"/kubepods.slice/kubepods-pod{UID.replace('-', '_')}.slice", (UID, None)),
+    (f"/kubepods.slice/kubepods-pod{UID.replace('-', '_')}.slice/crio-conmon-{A}.scope",
+     (UID, None)),
+    # not Kubernetes
+    (f"/system.slice/docker-{A}.scope", (None, A)),
+    ("/system.slice/nginx.service", (None, None)),
+    (None, (None, None)),
+])
+def test_cgroup_path_shapes(path, expected):
+    assert parse_cgroup_path(path) == expected
+
+
+def owner_lookup(namespace, kind, name):
+    reply = RECORDED.get(f"{namespace}/{kind.lower()}s/{name}")
+    refs = reply["metadata"]["ownerReferences"] if reply else []
+    return next(((r["kind"], r["name"]) for r in refs if r.get("controller")), None)
+
+
+def test_recorded_pod_list_indexes_every_container_with_its_workload():
+    containers, pods = index_pods(RECORDED["pods"], owner_lookup)
+    checkout = containers[A]
+    assert (checkout.namespace, checkout.pod, checkout.container, checkout.node) == (
+        "shop", "checkout-7d4b9c5f6-x2x9z", "app", "node-a")
+    assert (checkout.workload_kind, checkout.workload, checkout.service) == (
+        "Deployment", "checkout", "shop/checkout")
+    assert containers["b" * 64].container == "envoy"
+    # The container's spec names it: that wins over the workload.
+    assert containers[C].service == "cart-postgres" and containers[C].workload == "cart-db"
+    # A CronJob's Job is asked of the API; init containers count too.
+    assert containers[E].service == "billing/invoice-sweep"
+    assert containers["d" * 64].container == "migrate"
+    # A bare pod is its own workload; a container without an id is skipped.
+    assert pods["33333333-4444-5555-6666-777777777777"].service == "default/debug-shell"
+    assert set(containers) == {A, "b" * 64, C, "d" * 64, E, "f" * 64}
+
+
+def test_without_the_owner_api_a_jobs_pods_belong_to_the_job():
+    containers, _ = index_pods(RECORDED["pods"])
+    assert containers[E].service == "billing/invoice-sweep-28912345"
+
+
+class RecordedApi:
+    base_url = "recorded"
+
+    def __init__(self, replies):
+        self.replies, self.paths = replies, []
+
+    def get(self, path):
+        self.paths.append(path)
+        if path.startswith("/api/v1/pods"):
+            return self.replies["pods"]
+        if path.startswith("/apis/batch/v1/namespaces/billing/jobs/"):
+            return self.replies["billing/jobs/invoice-sweep-28912345"]
+        raise OSError("404")
+
+
+def test_pod_metadata_asks_for_this_nodes_pods_and_resolves_cgroups():
+    api = RecordedApi(RECORDED)
+    pods = PodMetadata(api, "node-a")
+    assert pods.refresh()
+    assert api.paths[0] == "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a"
+    meta = pods.of_cgroup_path(f"/kubepods/burstable/pod{UID}/{A}")
+    assert meta.service == "shop/checkout" and meta.labels()["pod"] == "checkout-7d4b9c5f6-x2x9z"
+    assert pods.of_cgroup_path("/system.slice/sshd.service") is None
+    assert pods.of_cgroup_path(f"/kubepods/besteffort/pod{UID}/{'9' * 64}").container == ""
+
+
+@pytest.mark.parametrize("reply", [[], "nope", {"items": "nope"}, {"items": [None, 7]}])
+def test_garbage_from_the_api_is_survived(reply):
+    pods = PodMetadata(RecordedApi({"pods": reply}), "node-a")
+    pods.refresh()
+    assert pods.of_cgroup_path(f"/kubepods/pod{UID}/{A}") is None
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5), max_leaves=30)
+
+
+@given(st.dictionaries(st.just("items"), st.lists(JSON, max_size=4)))
+def test_any_json_shaped_pod_list_is_indexed_or_skipped(pod_list):
+    containers, pods = index_pods(pod_list)
+    for meta in [*containers.values(), *pods.values()]:
+        assert all(isinstance(v, str) for v in (*meta.labels().values(), meta.service))

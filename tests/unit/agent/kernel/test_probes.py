@@ -1,0 +1,42 @@
+from taskscope.agent.kernel.probes import CATALOGUE, select
+
+
+def fake_tracefs(tmp_path, tracepoints):
+    for tp in tracepoints:
+        d = tmp_path / "events" / tp.replace(":", "/")
+        d.mkdir(parents=True)
+        (d / "format").write_text("name: x\n")
+    return str(tmp_path)
+
+
+ALL = {tp for p in CATALOGUE for tp in p.required + p.optional}
+
+
+def test_everything_present_selects_every_probe_once(tmp_path):
+    sel = select(("sched", "blockio", "tcp", "traces"), fake_tracefs(tmp_path, ALL))
+    assert [p.name for p in sel.enabled] == [p.name for p in CATALOGUE]
+    assert sel.missing == {}
+    # Trace segments first: the other probes call into them.
+    assert sel.sources() == ["segments.bpf.c", "traceparent.bpf.c", "runqueue.bpf.c",
+                             "blockio.bpf.c", "tcp.bpf.c", "identity.bpf.c"]
+    assert "HAVE_BLOCK_BLOCK_IO_START" in sel.defines() and "TCP_RTT" in sel.defines()
+
+
+def test_a_missing_tracepoint_disables_only_its_probes(tmp_path):
+    sel = select(("sched", "tcp"), fake_tracefs(tmp_path, ALL - {"tcp:tcp_probe"}))
+    assert sel.missing == {"tcp_rtt": ["tcp:tcp_probe"]}
+    assert "TCP_RTT" not in sel.defines() and "TCP_CONNECT" in sel.defines()
+    assert "blockio" not in [p.name for p in sel.enabled]
+
+
+def test_missing_optional_tracepoint_leaves_the_fallback(tmp_path):
+    sel = select(("blockio",), fake_tracefs(tmp_path, ALL - {"block:block_io_start"}))
+    assert "blockio" in [p.name for p in sel.enabled]
+    assert "HAVE_BLOCK_BLOCK_RQ_INSERT" in sel.defines()
+    assert "HAVE_BLOCK_BLOCK_IO_START" not in sel.defines()
+
+
+def test_single_probes_bring_what_they_need(tmp_path):
+    sel = select(("trace_wire", "tcp_rtt"), fake_tracefs(tmp_path, ALL))
+    assert {p.name for p in sel.enabled} == {
+        "identity", "trace_wire", "trace_segments", "tcp_exchanges", "tcp_connect", "tcp_rtt"}

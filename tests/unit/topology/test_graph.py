@@ -1,0 +1,67 @@
+import ipaddress
+
+from taskscope.records.edges import CLIENT, SERVER, EdgeSide, since
+from taskscope.records.histogram import Log2Histogram
+from taskscope.topology.graph import build_graph
+from taskscope.topology.graph_json import to_json
+
+IP = ipaddress.ip_address
+
+
+def hist(slot, count, each_ns):
+    h = Log2Histogram()
+    h.add(slot, count, count * each_ns)
+    return h
+
+
+def side(service, role, local, peer, port, latency, key, **counts):
+    return EdgeSide(service, role, IP(local), IP(peer), port, latency, key=key, **counts)
+
+
+ENDPOINTS = {(IP("10.0.0.2"), 8080): "orders", (IP("10.0.0.3"), 9000): "payment"}
+
+
+def shop_sides():
+    return [
+        side("gateway", CLIENT, "10.0.0.1", "10.0.0.2", 8080, hist(24, 30, 20_000_000), b"1",
+             connections=1, sent_bytes=120, received_bytes=90),
+        side("orders", SERVER, "10.0.0.2", "10.0.0.1", 0, hist(24, 30, 19_000_000), b"2",
+             connections=1, sent_bytes=90, received_bytes=120),
+        side("orders", CLIENT, "10.0.0.2", "10.0.0.3", 9000, hist(25, 30, 40_000_000), b"3"),
+        side("payment", SERVER, "10.0.0.3", "10.0.0.2", 0, hist(25, 30, 39_000_000), b"4"),
+        side("orders", CLIENT, "10.0.0.2", "192.0.2.9", 443, hist(27, 5, 150_000_000), b"5"),
+        side("cron", SERVER, "10.0.0.3", "198.51.100.7", 0, hist(20, 2, 1_000_000), b"6"),
+    ]
+
+
+def test_edges_are_joined_across_the_two_sides():
+    graph = build_graph(shop_sides(), lambda ip, port: ENDPOINTS.get((ip, port)))
+    assert set(graph.edges) == {("gateway", "orders"), ("orders", "payment"),
+                                ("orders", "192.0.2.9:443"), ("198.51.100.7", "cron")}
+    edge = graph.edges["orders", "payment"]
+    assert edge["requests"] == 30 and edge["p50_seconds"] == 0.04
+    assert edge["server_latency"].count == 30
+    first = graph.edges["gateway", "orders"]
+    assert (first["connections"], first["sent_bytes"], first["received_bytes"]) == (1, 120, 90)
+    assert graph.nodes["192.0.2.9:443"]["kind"] == "external"
+    # Without a client side, the server side's view stands in.
+    assert graph.edges["198.51.100.7", "cron"]["p50_seconds"] == 0.001
+
+
+def test_json_lists_every_node_and_edge_with_the_documented_fields():
+    body = to_json(build_graph(shop_sides(), lambda ip, port: ENDPOINTS.get((ip, port))))
+    assert {n["id"] for n in body["nodes"]} == {
+        "gateway", "orders", "payment", "cron", "192.0.2.9:443", "198.51.100.7"}
+    for edge in body["edges"]:
+        assert {"source", "target", "requests", "p50_seconds", "p95_seconds",
+                "p99_seconds", "connections", "sent_bytes", "received_bytes"} <= set(edge)
+
+
+def test_a_window_keeps_only_what_happened_in_it():
+    before = shop_sides()
+    after = shop_sides()
+    after[0].latency.add(24, 10, 10 * 20_000_000)       # 10 more gateway requests
+    after[0].sent_bytes += 40
+    window = since(after, before)
+    assert [(s.service, s.latency.count, s.sent_bytes) for s in window] == [("gateway", 10, 40)]
+    assert since(after, []) == after

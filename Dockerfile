@@ -12,18 +12,23 @@ RUN apt-get update \
       ca-certificates linux-headers-amd64 \
  && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /opt/taskscope
+# taskscope/ is the package namespace; it links to the layers' folders.
+WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY taskscope taskscope
 COPY agent agent
 COPY bpf bpf
 COPY exporters exporters
 COPY topology topology
 COPY deploy/docker/entrypoint.sh /usr/local/bin/taskscope-entrypoint
-# Editable: the agent compiles bpf/*.c from this directory at start-up.
-RUN python3 -m venv --system-site-packages .venv \
- && .venv/bin/pip install --no-cache-dir -e . \
- && ln -s /opt/taskscope/.venv/bin/taskscope /usr/local/bin/taskscope \
- && .venv/bin/python -c "import bcc"
+# A wheel, as install.sh does it: the BPF sources travel as package data.
+RUN python3 -m venv --system-site-packages /opt/taskscope \
+ && /opt/taskscope/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation -w /tmp/wheels . \
+ && /opt/taskscope/bin/pip install --no-cache-dir /tmp/wheels/taskscope-*.whl \
+ && rm -rf /tmp/wheels /src \
+ && ln -s /opt/taskscope/bin/taskscope /usr/local/bin/taskscope \
+ && /opt/taskscope/bin/python -c "import bcc"
+WORKDIR /
 
 EXPOSE 9810 9811
 ENTRYPOINT ["taskscope-entrypoint"]

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything taskscope needs on Debian 12, as root; safe to re-run.
-#   ./install.sh         the agent: BCC, kernel headers, graphviz, a venv in .venv
-#   ./install.sh --dev   also what the tests and benchmarks use
+#   ./install.sh         the agent: BCC, kernel headers, graphviz; taskscope built
+#                        into a wheel and installed in a root-owned venv,
+#                        /opt/taskscope, linked as /usr/local/bin/taskscope
+#   ./install.sh --dev   also what the tests and benchmarks use, and an
+#                        editable venv in .venv for work on this checkout
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -52,11 +55,25 @@ if [ ! -d "$modules/build/include" ]; then
   fi
 fi
 
-[ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
-extras=""
-[ "$dev" = 1 ] && extras="[test]"
-.venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
-[ "$dev" = 1 ] && .venv/bin/pip install -q --disable-pip-version-check ./marker
-ln -sfn "$PWD/.venv/bin/taskscope" /usr/local/bin/taskscope
-.venv/bin/python -c "import bcc" || { echo "install.sh: bcc does not import in .venv" >&2; exit 1; }
+# The agent runs as root: it runs from a root-owned venv with its own copy of
+# the code and the BPF sources (package data), never from the checkout, so
+# the clone can live anywhere and be deleted after.  Site packages of the
+# system: bcc comes from Debian (python3-bpfcc), not PyPI.
+prefix=/opt/taskscope
+[ -x "$prefix/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$prefix"
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+"$prefix/bin/pip" wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$wheels" .
+"$prefix/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/taskscope-*.whl
+"$prefix/bin/pip" install -q --disable-pip-version-check "$wheels"/taskscope-*.whl
+chmod -R go-w "$prefix"
+ln -sfn "$prefix/bin/taskscope" /usr/local/bin/taskscope
+"$prefix/bin/python" -c "import bcc" || { echo "install.sh: bcc does not import in $prefix" >&2; exit 1; }
+
+if [ "$dev" = 1 ]; then
+  # Tests and benchmarks run this checkout's code: an editable venv here.
+  [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/pip install -q --disable-pip-version-check ./marker
+fi
 echo "install.sh: ready; run: taskscope agent --help"

@@ -8,6 +8,10 @@
  * (device, sector).  A flush is issued at sector 0 and completes at sector
  * ~0, so flushes are paired by device alone. */
 
+#include "hist.h"
+#include "identity.h"
+#include "segments.h"
+
 struct blk_inflight_key {
 	u32 dev;
 	u32 flush;
@@ -71,9 +75,7 @@ static __always_inline void blk_submitted(u32 dev, u64 sector, u32 nr_sector, co
 	blk_key(&k, dev, sector, nr_sector, rq.op);
 	current_owner(&rq.owner);
 	blockio_inflight.update(&k, &rq);
-#ifdef TRACE_SEGMENTS
 	segment_block_submitted();
-#endif
 }
 
 #if defined(HAVE_BLOCK_BLOCK_IO_START)

@@ -9,6 +9,8 @@
  * more than it seems, because any syscall tracepoint sends every syscall of
  * every task through the kernel's slow tracing path. */
 
+#include "identity.h"
+
 #define OTEL_PREFIX_LEN 18  /* strlen("OTEL_SERVICE_NAME=") */
 #define ENV_CHUNK 256
 

@@ -9,6 +9,11 @@
  * when bpf_get_current_*() describe it.  That avoids reading task_struct,
  * whose layout the generic headers get wrong. */
 
+#include "hist.h"
+#include "identity.h"
+#include "segments.h"
+#include "task_state.h"
+
 struct rq_hist_key {
 	struct owner owner;
 	u32 slot;
@@ -59,63 +64,25 @@ static __always_inline void runqueue_switch(u32 prev, u32 state, u32 next)
 	}
 	parked->tid = 0;
 
-	/* A preempted task stays runnable: it re-enters the queue now.  Since
-	 * 4.14 a preemption is reported as TASK_REPORT_MAX (0x100), so only the
-	 * low state bits tell running from sleeping. */
-	if ((state & TASK_STATE_MASK) == 0)
+	/* A preempted task stays runnable: it re-enters the queue now. */
+	if (task_state_runnable(state))
 		runqueue_enqueue(prev, now);
-#ifdef TRACE_SEGMENTS
 	segment_switch_out(prev, state, now);
-#endif
 
 	if (!next)
 		return;
 	u32 *enqueued = runqueue_enqueued.lookup(&next);
 	if (!enqueued || !*enqueued) {
-#ifdef TRACE_SEGMENTS
 		segment_switch_in(next, 0, now);
-#endif
 		return;
 	}
 	parked->wait_ns = (u64)((u32)(now >> TICK_SHIFT) - *enqueued) << TICK_SHIFT;
 	parked->tid = next;
 	*enqueued = 0;
-#ifdef TRACE_SEGMENTS
 	segment_switch_in(next, parked->wait_ns, now);
-#endif
 }
 
 #ifdef RUNQUEUE_BTF
-/* Task states (include/linux/sched.h) and how the classic tracepoint
- * reports them (__trace_sched_switch_state). */
-#define TASK_REPORT_ 0x7f
-#define TASK_DEAD_ 0x80
-#define TASK_IDLE_ 0x402
-#define EXIT_DEAD_ 0x10
-#define TASK_REPORT_IDLE_ 0x80
-#define TASK_REPORT_MAX_ 0x100
-
-static __always_inline u32 task_pid(const void *task)
-{
-	u32 pid = 0;
-	bpf_probe_read_kernel(&pid, sizeof(pid), task + TASK_PID_OFFSET);
-	return pid;
-}
-
-/* The state sched_switch's classic tracepoint would report: a preemption
- * as TASK_REPORT_MAX, an exiting task as dead, an idle kernel thread apart
- * from one in disk sleep, otherwise the state bits. */
-static __always_inline u32 reported_state(u64 preempt, u32 state)
-{
-	if (preempt & 1)
-		return TASK_REPORT_MAX_;
-	if (state & TASK_DEAD_)
-		return EXIT_DEAD_;
-	if ((state & TASK_IDLE_) == TASK_IDLE_)
-		return TASK_REPORT_IDLE_;
-	return state & TASK_REPORT_;
-}
-
 RAW_TRACEPOINT_PROBE(sched_wakeup)
 {
 	runqueue_enqueue(task_pid((const void *)ctx->args[0]), bpf_ktime_get_ns());
@@ -132,7 +99,7 @@ RAW_TRACEPOINT_PROBE(sched_wakeup_new)
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
 	runqueue_switch((u32)bpf_get_current_pid_tgid(),
-			reported_state(ctx->args[0], (u32)ctx->args[3]),
+			reported_task_state(ctx->args[0], (u32)ctx->args[3]),
 			task_pid((const void *)ctx->args[2]));
 	return 0;
 }

@@ -3,20 +3,14 @@
  * them (ingress: a server receives a request; egress: a client sends one).
  * Only TCP segments that start with an HTTP method are looked at, and only
  * their first SCAN_BYTES of payload; the parsed IDs are kept per flow until
- * the receiving (or sending) thread's exchange begins in tcp.bpf.c, which
+ * the receiving (or sending) thread's exchange begins in tcp/exchanges.h, which
  * then opens a segment for it.  Nothing else of the payload is kept.
  * cgroup_skb programs must return 1 to let the packet through; these
  * always do. */
 
-/* A TCP flow as the socket sees it: addresses as v4-mapped IPv6, ports in
- * host order. */
-struct flow {
-	u8 local[16];
-	u8 peer[16];
-	u16 local_port;
-	u16 peer_port;
-	u32 pad;
-};
+#include "common.h"
+#include "pending_traces.h"
+#include "trace_context.h"
 
 struct scan_buffer {
 	u32 at;     /* where the header's value starts (see find_trace_context) */
@@ -24,11 +18,7 @@ struct scan_buffer {
 	u8 bytes[SCAN_BYTES + 64];  /* slack: a header found near the end is read whole */
 };
 
-BPF_TABLE("lru_hash", struct flow, struct trace_context, pending_traces, MAX_PENDING_TRACES);
 BPF_PERCPU_ARRAY(trace_scan, struct scan_buffer, 1);
-/* When a trace context was last seen on the wire: until there is one, new
- * exchanges skip their lookup in pending_traces. */
-BPF_ARRAY(pending_seen, u64, 1);
 
 #define METHOD(a, b, c, d) ((u32)(a) | (u32)(b) << 8 | (u32)(c) << 16 | (u32)(d) << 24)
 

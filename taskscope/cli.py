@@ -41,7 +41,8 @@ underscores), then flags.  SIGTERM or SIGINT detaches every probe and exits.
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="taskscope", description="eBPF latency observability per service.")
-    parser.add_argument("--version", action="version", version=f"taskscope {importlib.metadata.version('taskscope')}")
+    version = importlib.metadata.version("taskscope")
+    parser.add_argument("--version", action="version", version=f"taskscope {version}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agent = sub.add_parser("agent", help="run the per-node agent",
                            description=AGENT_HELP,

@@ -1,5 +1,6 @@
-"""Suite-wide rules: hypothesis tolerates a loaded machine, and the end-to-end tests are the point, so CI must fail when
-every one of them was skipped (say, because the runner was not root)."""
+"""Suite-wide rules: hypothesis tolerates a loaded machine; and the
+end-to-end tests are the point, so CI must fail when every one of them was
+skipped (say, because the runner was not root)."""
 
 import os
 

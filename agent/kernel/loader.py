@@ -8,6 +8,8 @@ import importlib.resources
 import logging
 import os
 import pathlib
+import posixpath
+import re
 
 from taskscope.agent import kernel_abi
 from taskscope.records.errors import DependencyError, PrivilegeError, ProbeLoadError
@@ -16,7 +18,8 @@ log = logging.getLogger(__name__)
 
 # The C sources ship inside the package (package data), so a wheel runs anywhere.
 BPF_DIR = importlib.resources.files("taskscope") / "bpf"
-HEADER = "taskscope.h"
+ENTRY = "taskscope.bpf.c"
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.M)
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -68,15 +71,31 @@ def check_kernel_headers(release=None):
             "Debian's generic linux-headers-amd64 and links it there")
 
 
-def module_text(sources):
-    """The probes' C, concatenated: BCC rewrites map calls only in the main file."""
-    parts = [(BPF_DIR / HEADER).read_text()]
-    parts += [(BPF_DIR / src).read_text() for src in sources]
-    return "\n".join(parts).encode()
+def _expand(path, stack):
+    """The text of bpf/`path` with its quoted #includes expanded in place,
+    each relative to the including file, as the C preprocessor would; the
+    include guards then keep one copy of each header."""
+    if path in stack:
+        raise ProbeLoadError(f"bpf/{path} includes itself (through {' -> '.join(stack)})")
+    text = (BPF_DIR / path).read_text()
+    folder = posixpath.dirname(path)
+
+    def include(match):
+        target = posixpath.normpath(posixpath.join(folder, match.group(1)))
+        return f"/* {match.group(0).strip()} */\n" + _expand(target, stack + (path,))
+
+    return _INCLUDE.sub(include, text)
+
+
+def module_text(entry=ENTRY):
+    """bpf/taskscope.bpf.c (or another file of bpf/) with its parts and
+    headers expanded into one text: BCC rewrites map calls (map.lookup(...))
+    only in the file it is given, not in the files that file includes."""
+    return _expand(entry, ()).encode()
 
 
 def _compile(bcc, selection, probes, trace_unsampled):
-    return bcc.BPF(text=module_text(selection.sources(probes)),
+    return bcc.BPF(text=module_text(),
                    cflags=kernel_abi.cflags(selection.defines(probes),
                                             trace_unsampled=trace_unsampled))
 

@@ -1,8 +1,9 @@
-"""The probe catalogue: which C source and tracepoints each probe needs.
+"""The probe catalogue: which tracepoints each probe needs, and its define.
 
-A probe whose required tracepoints are missing is left out of the BPF module
-and reported down; optional tracepoints become HAVE_<CATEGORY>_<EVENT>
-defines so the C can pick a fallback.
+bpf/taskscope.bpf.c compiles a probe's part only with its define.  A probe
+whose required tracepoints are missing is left out of the BPF module and
+reported down; optional tracepoints become HAVE_<CATEGORY>_<EVENT> defines
+so the C can pick a fallback.
 """
 
 import logging
@@ -22,7 +23,6 @@ GROUPS = ("sched", "blockio", "tcp", "traces")
 class Probe:
     name: str
     group: str
-    source: str
     required: tuple = ()
     optional: tuple = ()
     define: str = ""
@@ -44,7 +44,7 @@ CATALOGUE = (
     # Identity is the core every other probe charges samples to; without its
     # tracepoints processes are still named, by comm, on first sight.
     Probe(
-        "identity", "core", "identity.bpf.c",
+        "identity", "core",
         optional=("syscalls:sys_enter_execve", "syscalls:sys_enter_execveat",
                   "sched:sched_process_exec", "sched:sched_process_fork"),
         define="IDENTITY",
@@ -55,15 +55,14 @@ CATALOGUE = (
     # Trace segments: a thread's waits while it works for one trace, filled
     # by the sched, blockio and tcp probes; begun by the marker library's
     # uprobes, and by trace contexts read off the wire by cgroup_skb
-    # programs (trace_wire), which open segments at TCP exchanges.  Both
-    # sources must precede the probes that call into them.
-    Probe("trace_segments", "traces", "segments.bpf.c",
+    # programs (trace_wire), which open segments at TCP exchanges.
+    Probe("trace_segments", "traces",
           required=("sched:sched_switch",), define="TRACE_SEGMENTS"),
-    Probe("trace_wire", "traces", "traceparent.bpf.c",
+    Probe("trace_wire", "traces",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
                     "sock:sock_recv_length"), define="TRACE_WIRE",
           needs=("trace_segments", "tcp_exchanges")),
-    Probe("runqueue", "sched", "runqueue.bpf.c",
+    Probe("runqueue", "sched",
           required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch"),
           define="RUNQUEUE",
           raw_events=(("sched_switch", ("_Bool", "struct task_struct *", "struct task_struct *",
@@ -71,21 +70,21 @@ CATALOGUE = (
                       ("sched_wakeup", ("struct task_struct *",)),
                       ("sched_wakeup_new", ("struct task_struct *",))),
           fields=(("TASK_PID_OFFSET", "task_struct", "pid", 4),)),
-    Probe("blockio", "blockio", "blockio.bpf.c",
+    Probe("blockio", "blockio",
           required=("block:block_rq_issue", "block:block_rq_complete"),
-          optional=("block:block_io_start", "block:block_rq_insert")),
-    Probe("tcp_connect", "tcp", "tcp.bpf.c",
+          optional=("block:block_io_start", "block:block_rq_insert"), define="BLOCKIO"),
+    Probe("tcp_connect", "tcp",
           required=("sock:inet_sock_set_state",), define="TCP_CONNECT"),
     # RTT samples are charged to the socket owners that inet_sock_set_state
     # records (tcp_probe runs in softirq context).  Where the send and
     # receive hooks run raw (see tcp_bytes), srtt is sampled on them instead
     # and tcp_probe, which fires on every received segment, stays unattached.
-    Probe("tcp_rtt", "tcp", "tcp.bpf.c",
+    Probe("tcp_rtt", "tcp",
           required=("sock:inet_sock_set_state", "tcp:tcp_probe"), define="TCP_RTT",
           needs=("tcp_connect",),
           raw_events=(("tcp_probe", ("struct sock *", "struct sk_buff *")),),
           fields=(("TCP_SRTT_US_OFFSET", "tcp_sock", "srtt_us", 4),)),
-    Probe("tcp_retransmit", "tcp", "tcp.bpf.c",
+    Probe("tcp_retransmit", "tcp",
           required=("tcp:tcp_retransmit_skb",), define="TCP_RETRANSMIT", needs=("tcp_connect",)),
     # The service graph: request/response exchanges per connection, from the
     # direction changes of its byte stream; connections' roles and
@@ -93,7 +92,7 @@ CATALOGUE = (
     # With BTF, the send and receive hooks (shared with tcp_bytes) run as raw
     # tracepoints, and connections open before the agent are adopted on their
     # first send or receive, by their (netns, 4-tuple) as /proc listed them.
-    Probe("tcp_exchanges", "tcp", "tcp.bpf.c",
+    Probe("tcp_exchanges", "tcp",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
                     "sock:sock_recv_length"), define="TCP_EXCHANGES", needs=("tcp_connect",),
           raw_events=SOCK_IO_RAW_EVENTS,
@@ -111,7 +110,7 @@ CATALOGUE = (
     # allows, which cost one helper call (40 ns here) to read the protocol
     # of a socket that tcp_connect does not track, where the classic ones
     # cost ~90 ns more than raw ones to format their fields.
-    Probe("tcp_bytes", "tcp", "tcp.bpf.c",
+    Probe("tcp_bytes", "tcp",
           required=("sock:sock_send_length", "sock:sock_recv_length"), define="TCP_BYTES",
           raw_events=SOCK_IO_RAW_EVENTS, fields=(SK_PROTOCOL,)),
 )
@@ -132,13 +131,6 @@ class Selection:
         """-D flags of `probes` (default: every enabled probe), each once."""
         probes = self.enabled if probes is None else probes
         return list(dict.fromkeys(d for p in probes for d in self.probe_defines[p.name]))
-
-    def sources(self, probes=None):
-        """C files of `probes`, each once, identity (which cleans up after the
-        others) last."""
-        probes = self.enabled if probes is None else probes
-        sources = list(dict.fromkeys(p.source for p in probes))
-        return sorted(sources, key=lambda s: s == "identity.bpf.c")
 
 
 def _have_define(tracepoint):

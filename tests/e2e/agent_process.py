@@ -22,13 +22,13 @@ def free_port():
 class Agent:
     """One running `taskscope agent`; scrape() returns {(name, labels): value}."""
 
-    def __init__(self, *args, log_path):
+    def __init__(self, *args, log_path, program=(sys.executable, "-m", "taskscope"), cwd=REPO):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "w")
-        cmd = [sys.executable, "-m", "taskscope", "agent", "--listen", f"127.0.0.1:{self.port}", *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        cmd = [*program, "agent", "--listen", f"127.0.0.1:{self.port}", *args]
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
     def _wait_ready(self, timeout=60):

@@ -10,14 +10,14 @@ from taskscope.agent.kernel import tracefs
 from tests.e2e.workloads import loopback_exchanges
 
 CONNECTIONS, EXCHANGES = 6, 5
-ROLE_CLIENT, ROLE_SERVER = 1, 2
+ROLE_CLIENT, ROLE_SERVER = kernel_abi.Role.CLIENT, kernel_abi.Role.SERVER
 
 
 def test_sockets_that_find_their_slot_taken_are_tracked_all_the_same(monkeypatch):
     monkeypatch.setitem(kernel_abi.MAP_SIZES, "TCP_SOCKET_SLOTS", 1)
     selection = probes.select(["tcp_exchanges"], tracefs.find_tracefs(None), btf.load_vmlinux())
     assert "TCP_EXCHANGES_BTF" in selection.defines()
-    bpf = bpf_module.import_bcc().BPF(text=bpf_module.module_text(selection.sources()),
+    bpf = bpf_module.import_bcc().BPF(text=bpf_module.module_text(),
                                       cflags=kernel_abi.cflags(selection.defines()))
     try:
         port = loopback_exchanges(CONNECTIONS, EXCHANGES)

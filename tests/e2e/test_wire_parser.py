@@ -41,7 +41,7 @@ class KernelParser:
     def __init__(self):
         bcc = bpf_module.import_bcc()
         selection = probes.select(["traces"], tracefs.find_tracefs(None), btf.load_vmlinux())
-        self.bpf = bcc.BPF(text=bpf_module.module_text(selection.sources()),
+        self.bpf = bcc.BPF(text=bpf_module.module_text(),
                            cflags=kernel_abi.cflags(selection.defines()))
         self.fd = self.bpf.load_func(b"trace_ingress", bcc.BPF.CGROUP_SKB).fd
         self.lib = ctypes.CDLL("libbcc.so.0", use_errno=True)

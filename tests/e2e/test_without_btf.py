@@ -17,7 +17,7 @@ ROLE_CLIENT = 1
 def test_the_classic_variants_load_and_measure():
     selection = probes.select(["sched", "blockio", "tcp"], tracefs.find_tracefs(None), btf=None)
     assert not [d for d in selection.defines() if "_BTF" in d]
-    bpf = bpf_module.import_bcc().BPF(text=bpf_module.module_text(selection.sources()),
+    bpf = bpf_module.import_bcc().BPF(text=bpf_module.module_text(),
                                       cflags=kernel_abi.cflags(selection.defines()))
     try:
         assert {b"sched:sched_switch", b"sched:sched_wakeup", b"sock:sock_send_length",

@@ -34,7 +34,8 @@ def test_sides_round_trip():
     sides = [EdgeSide("orders", CLIENT, mapped("10.0.0.1"), mapped("10.0.0.2"), 9000, latency,
                       connections=1, sent_bytes=30, received_bytes=9)]
     endpoints = {(mapped("10.0.0.2"), 9000): "payment"}
-    back_sides, back_endpoints = sides_from_json(json.loads(json.dumps(sides_to_json(sides, endpoints))))
+    back_sides, back_endpoints = sides_from_json(
+        json.loads(json.dumps(sides_to_json(sides, endpoints))))
     assert back_endpoints == endpoints
     (side,) = back_sides
     assert (side.service, side.peer, side.peer_port, side.connections) == (

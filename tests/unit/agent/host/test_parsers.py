@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskscope.agent.host.conntrack import parse_conntrack
-from taskscope.agent.host.sockets import (TCP_ESTABLISHED, parse_fib_trie_locals, parse_if_inet6,
-                                          parse_tcp_rows)
+from taskscope.agent.host.sockets import (TCP_ESTABLISHED, parse_fib_trie_locals,
+                                          parse_if_inet6, parse_tcp_rows)
 
 IP = ipaddress.ip_address
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from taskscope.agent.kernel.loader import (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, check_kernel_headers,
-                              check_privileges)
+from taskscope.agent.kernel.loader import (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN,
+                                           check_kernel_headers, check_privileges)
 from taskscope.records.errors import DependencyError, PrivilegeError
 
 

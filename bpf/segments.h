@@ -1,7 +1,8 @@
 /* Trace segments: what one thread waited for while it worked for one trace.
  * A segment begins when a thread takes up a traced request (its trace
- * context found on the wire, see traceparent.bpf.c) or calls the marker
- * library's taskscope_task_begin(); it ends when the response is complete,
+ * context found on the wire by traceparent.bpf.c, its exchange begun in
+ * tcp/exchanges.h) or calls the marker library's taskscope_task_begin()
+ * (marker.bpf.c); it ends when the response is complete,
  * the connection closes, the thread takes up other work, or
  * taskscope_task_end() is called.  The hooks that fill it live with the
  * probes that see the waits (runqueue, blockio, tcp): each pays one array
@@ -10,28 +11,18 @@
  * Figures pile up as "pending" and are committed when the segment makes
  * progress (a server's response bytes, a client's response, the end of a
  * task): what a server waits for after its last response byte (usually
- * the next request) is not the request's time. */
+ * the next request) is not the request's time.
+ *
+ * Without the trace_segments probe (TRACE_SEGMENTS) the hooks below are
+ * empty, so the probes that call them need no conditions of their own. */
+#ifndef TASKSCOPE_SEGMENTS_H
+#define TASKSCOPE_SEGMENTS_H
 
-#define SEGMENT_SERVER 1
-#define SEGMENT_CLIENT 2
-#define SEGMENT_TASK 3
+#include "identity.h"
+#include "task_state.h"
+#include "trace_context.h"
 
-#define CONTEXT_TRACEPARENT 1
-#define CONTEXT_B3 2
-#define CONTEXT_MARKER 3
-
-#define TASK_RUNNING_ 0
-#define TASK_INTERRUPTIBLE_ 1
-#define TASK_UNINTERRUPTIBLE_ 2
-
-struct trace_context {
-	u8 trace_id[16];
-	u8 span_id[8];
-	u8 flags;       /* W3C trace-flags: bit 0 = sampled */
-	u8 source;      /* CONTEXT_* */
-	u8 pad[6];
-};
-
+#ifdef TRACE_SEGMENTS
 struct segment_figures {
 	u64 runqueue_ns;    /* runnable, waiting for a CPU */
 	u64 oncpu_ns;
@@ -231,11 +222,10 @@ static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now)
 		return;
 	if (s->out_ns && now > s->out_ns) {
 		u64 off = now - s->out_ns;
-		u32 state = s->out_state & TASK_STATE_MASK;
-		u64 queued = state == TASK_RUNNING_ || queued_ns > off ? off : queued_ns;
+		u64 queued = task_state_runnable(s->out_state) || queued_ns > off ? off : queued_ns;
 		u64 asleep = off - queued;
 		s->pending.runqueue_ns += queued;
-		if (state & TASK_UNINTERRUPTIBLE_)
+		if (task_state_disk_sleep(s->out_state))
 			s->pending.blockio_ns += asleep;
 		else
 			s->sleep_ns = asleep;
@@ -281,98 +271,15 @@ static __always_inline void segment_retransmit(u32 tid, u64 sk)
 		s->retransmits++;
 }
 
-/* Hex digits are decoded without branches: each branch on a payload byte
- * doubles the paths the verifier has to walk.  For a digit or letter c,
- * (c & 0xf) + 9 * (c >> 6) is its value; re-encoding that value and
- * comparing it with c (lower-cased) tells whether c was a hex digit. */
-static __always_inline u32 hex_value(u8 c)
-{
-	return (c & 0xf) + 9 * (c >> 6);
-}
+#else
+static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk,
+					  u64 now) {}
+static __always_inline void segment_switch_out(u32 tid, u32 state, u64 now) {}
+static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now) {}
+static __always_inline void segment_socket_io(u32 tid, u64 sk, int sent) {}
+static __always_inline void segment_block_submitted(void) {}
+static __always_inline void segment_connection_closed(u32 tid, u64 sk, u64 now) {}
+static __always_inline void segment_retransmit(u32 tid, u64 sk) {}
+#endif
 
-static __always_inline u32 hex_invalid(u8 c, u32 v)
-{
-	u32 letter = ((v + 6) >> 4) & 1;  /* 1 for 10..15 */
-	u32 expected = '0' + v + letter * ('a' - '0' - 10);
-	return (v >> 4) | ((c | 0x20) ^ expected);
-}
-
-/* Decode `n` bytes from 2n hex digits; 0 on success.  Not unrolled:
- * unrolled, clang schedules every load first and spills past the stack. */
-static __always_inline int hex_decode(u8 *out, const u8 *in, int n)
-{
-	u32 bad = 0;
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < n; i++) {
-		u8 a = in[2 * i], b = in[2 * i + 1];
-		u32 hi = hex_value(a), lo = hex_value(b);
-		bad |= hex_invalid(a, hi) | hex_invalid(b, lo);
-		out[i] = (u8)((hi << 4) | lo);
-	}
-	return bad != 0;
-}
-
-static __always_inline int all_zero(const u8 *b, int n)
-{
-	u8 acc = 0;
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		if (i < n)
-			acc |= b[i];
-	return acc == 0;
-}
-
-/* "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>" at `p`; 0 if valid. */
-static __always_inline int parse_traceparent(struct trace_context *ctx, const u8 *p)
-{
-	if ((p[0] ^ '0') | (p[1] ^ '0') | (p[2] ^ '-') | (p[35] ^ '-') | (p[52] ^ '-'))
-		return -1;
-	/* No || between the steps: short-circuits here make clang spill
-	 * past the BPF stack. */
-	int bad = hex_decode(ctx->trace_id, p + 3, 16);
-	bad |= hex_decode(ctx->span_id, p + 36, 8);
-	bad |= hex_decode(&ctx->flags, p + 53, 1);
-	bad |= all_zero(ctx->trace_id, 16) | all_zero(ctx->span_id, 8);
-	if (bad)
-		return -1;
-	ctx->source = CONTEXT_TRACEPARENT;
-	return 0;
-}
-
-#define TRACEPARENT_LEN 55
-
-/* The marker library's two functions (uprobes, attached by user space to
- * every copy of the library it finds). */
-
-struct marker_text {
-	u8 bytes[TRACEPARENT_LEN + 1];
-};
-BPF_PERCPU_ARRAY(marker_scratch, struct marker_text, 1);
-
-int marker_task_begin(struct pt_regs *ctx)
-{
-	u32 zero = 0;
-	struct marker_text *text = marker_scratch.lookup(&zero);
-	struct trace_context tc = {};
-	if (!text)
-		return 0;
-	if (bpf_probe_read_user(text->bytes, TRACEPARENT_LEN, (void *)PT_REGS_PARM1(ctx)) ||
-	    parse_traceparent(&tc, text->bytes)) {
-		count_drop(DROP_SEGMENT_BAD_MARKER);
-		return 0;
-	}
-	tc.source = CONTEXT_MARKER;
-	if (!(tc.flags & 1) && !TRACE_UNSAMPLED)
-		return 0;
-	segment_begin(&tc, SEGMENT_TASK, 0, bpf_ktime_get_ns());
-	return 0;
-}
-
-int marker_task_end(struct pt_regs *ctx)
-{
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct segment *s = segment_of(tid);
-	if (s && s->role == SEGMENT_TASK)
-		segment_finish(tid, s, bpf_ktime_get_ns());
-	return 0;
-}
+#endif

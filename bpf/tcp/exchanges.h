@@ -1,0 +1,205 @@
+/* The service graph's exchanges: request/response pairs counted per
+ * connection from the direction changes of its byte stream, batched in the
+ * socket and moved onto the edge maps; connections that predate the agent
+ * adopted (with BTF); trace contexts from the wire turned into segments.
+ * Only with the tcp_exchanges probe (TCP_EXCHANGES). */
+#ifndef TASKSCOPE_TCP_EXCHANGES_H
+#define TASKSCOPE_TCP_EXCHANGES_H
+
+#include "../hist.h"
+#include "../pending_traces.h"
+#include "../segments.h"
+#include "sockets.h"
+
+#ifdef TCP_EXCHANGES
+struct edge_stats {
+	u64 connections;
+	u64 failed;
+	u64 sent_bytes;
+	u64 received_bytes;
+};
+BPF_HASH(edge_latency, struct edge_key, struct hist_value, EDGE_HIST_ENTRIES);
+BPF_HASH(edge_stats, struct edge_key, struct edge_stats, EDGE_ENTRIES);
+
+static __always_inline struct edge_stats *edge_stats_of(struct edge_key *k)
+{
+	struct edge_stats zero = {};
+	struct edge_stats *e = edge_stats.lookup_or_try_init(k, &zero);
+	if (!e)
+		count_drop(DROP_EDGE_STATS);
+	return e;
+}
+
+static __always_inline void copy_address(u8 *dst, u16 family, const u8 *v4, const u8 *v6)
+{
+	if (family == AF_INET6_) {
+		__builtin_memcpy(dst, v6, 16);
+	} else {
+		dst[10] = 0xff;
+		dst[11] = 0xff;
+		__builtin_memcpy(dst + 12, v4, 4);
+	}
+}
+
+/* Exchanges that fell into the same log2 slot are batched in the socket and
+ * added to edge_latency together: steady traffic then costs a hash update
+ * per slot change or per second, not per exchange. */
+static __always_inline void edge_latency_flush(struct tcp_sock_info *i)
+{
+	if (!i->batch_count)
+		return;
+	struct edge_key k = i->edge;
+	struct hist_value zero = {};
+	k.slot = i->batch_slot;
+	hist_add_many(edge_latency.lookup_or_try_init(&k, &zero), i->batch_count, i->batch_ns,
+		      DROP_EDGE_LATENCY);
+	i->batch_count = 0;
+	i->batch_ns = 0;
+}
+
+/* Close the exchange in progress (if its response has begun) and, at close
+ * or at most once a second, move the connection's batched latencies and
+ * byte counts onto its edge: updating the edge's hash entries on every
+ * exchange would cost more than the rest of the tracking. */
+static __always_inline void edge_flush(struct tcp_sock_info *i, u64 now, int closing)
+{
+	if (i->phase == PHASE_RESPONSE) {
+		u64 ns = i->last_response_ns - i->exchange_start_ns;
+		u32 slot = log2_slot(ns);
+		if (i->batch_count && slot != i->batch_slot)
+			edge_latency_flush(i);
+		i->batch_slot = slot;
+		i->batch_count++;
+		i->batch_ns += ns;
+		i->phase = PHASE_IDLE;
+	}
+	if (closing || now - i->flushed_ns >= BYTES_FLUSH_NS) {
+		edge_latency_flush(i);
+		if (i->unflushed_sent || i->unflushed_received) {
+			struct edge_stats *e = edge_stats_of(&i->edge);
+			if (e) {
+				__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
+				__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
+			}
+			i->unflushed_sent = 0;
+			i->unflushed_received = 0;
+		}
+		i->flushed_ns = now;
+	}
+}
+
+#ifdef TCP_EXCHANGES_BTF
+/* A connection as /proc/net/tcp lists it: ports in host order. */
+struct conn_key {
+	u32 netns;
+	u16 local_port;
+	u16 peer_port;
+	u8 local[16];
+	u8 peer[16];
+};
+
+/* Connections open before the agent started, found in /proc by user space:
+ * adopted into tcp_sockets on their first send or receive. */
+BPF_HASH(tcp_preexisting, struct conn_key, struct edge_key, TCP_MAX_PREEXISTING);
+
+static __always_inline void read_address(u8 *dst, u16 family, const void *sk, u32 v4, u32 v6)
+{
+	if (family == AF_INET6_) {
+		bpf_probe_read_kernel(dst, 16, sk + v6);
+	} else {
+		dst[10] = 0xff;
+		dst[11] = 0xff;
+		bpf_probe_read_kernel(dst + 12, 4, sk + v4);
+	}
+}
+
+/* An untracked socket: adopt it if user space listed it, else remember that
+ * it is not ours, so the next send does not read it all again. */
+static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
+{
+	struct conn_key k = {};
+	struct tcp_sock_info info = {};
+	u16 family = 0, dport = 0;
+	bpf_probe_read_kernel(&family, sizeof(family), sk + SKC_FAMILY_OFFSET);
+	k.netns = sock_netns(sk);
+	bpf_probe_read_kernel(&k.local_port, sizeof(k.local_port), sk + SKC_NUM_OFFSET);
+	bpf_probe_read_kernel(&dport, sizeof(dport), sk + SKC_DPORT_OFFSET);
+	k.peer_port = bpf_ntohs(dport);
+	read_address(k.local, family, sk, SKC_RCV_SADDR_OFFSET, SKC_V6_RCV_SADDR_OFFSET);
+	read_address(k.peer, family, sk, SKC_DADDR_OFFSET, SKC_V6_DADDR_OFFSET);
+	struct edge_key *listed = tcp_preexisting.lookup(&k);
+	if (listed) {
+		info.edge = *listed;
+		info.owner = listed->owner;
+		info.local_port = k.local_port;
+		info.peer_port = k.peer_port;
+		tcp_preexisting.delete(&k);
+	}
+	struct tcp_sock_info *stored = tcp_socket_store((u64)sk, &info);
+	return listed ? stored : 0;
+}
+#endif
+
+#ifdef TCP_TRACES
+/* A context waits in pending_traces for its request's first read; seen on
+ * the wire longer ago than this, none is waiting (a stale entry is left to
+ * the LRU). */
+#define PENDING_TRACE_TTL_NS 10000000000ULL
+
+/* A new request on the connection: the previous one's segment is over, and
+ * if the request carried a trace context (seen by traceparent.bpf.c), the
+ * current thread now works for that trace. */
+static __always_inline void trace_exchange_begins(struct tcp_sock_info *i, u64 sk, u64 now)
+{
+	if (i->traced_tid) {
+		segment_connection_closed(i->traced_tid, sk, now);
+		i->traced_tid = 0;
+	}
+	u32 zero = 0;
+	u64 *seen = pending_seen.lookup(&zero);
+	if (!seen || (s64)(now - *seen) > (s64)PENDING_TRACE_TTL_NS)
+		return;
+	struct flow f = {.local_port = i->local_port, .peer_port = i->peer_port};
+	__builtin_memcpy(f.local, i->edge.local, 16);
+	__builtin_memcpy(f.peer, i->edge.peer, 16);
+	struct trace_context *found = pending_traces.lookup(&f);
+	if (!found)
+		return;
+	struct trace_context ctx = *found;
+	pending_traces.delete(&f);
+	segment_begin(&ctx, i->edge.role == ROLE_CLIENT ? SEGMENT_CLIENT : SEGMENT_SERVER, sk, now);
+	i->traced_tid = (u32)bpf_get_current_pid_tgid();
+}
+#endif
+
+/* Request/response exchanges from the direction of the byte stream: for a
+ * server a request starts with the first bytes received after it sent (or
+ * ever), its response ends with the last bytes sent before it receives
+ * again; a client is the mirror image. */
+static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret, int sent)
+{
+	if (!i->edge.role)
+		return;
+	u64 now = bpf_ktime_get_ns();
+	if ((i->edge.role == ROLE_CLIENT) == (sent != 0)) {
+		if (i->phase == PHASE_RESPONSE)
+			edge_flush(i, now, 0);
+		if (i->phase == PHASE_IDLE) {
+			i->exchange_start_ns = now;
+			i->phase = PHASE_REQUEST;
+#ifdef TCP_TRACES
+			trace_exchange_begins(i, key, now);
+#endif
+		}
+	} else if (i->phase != PHASE_IDLE) {
+		i->phase = PHASE_RESPONSE;
+		i->last_response_ns = now;
+	}
+	if (sent)
+		i->unflushed_sent += ret;
+	else
+		i->unflushed_received += ret;
+}
+#endif
+
+#endif

@@ -1,0 +1,119 @@
+/* The sockets taskscope tracks: their owner and, for the service graph,
+ * their side of an edge, in a two-level table; and who listens where, so a
+ * passive connection is charged to its listener. */
+#ifndef TASKSCOPE_TCP_SOCKETS_H
+#define TASKSCOPE_TCP_SOCKETS_H
+
+#include "tcp.h"
+
+/* One side of a connection in the service graph: who (owner), in which role,
+ * between which addresses.  A client's peer is the server's ip:port; a
+ * server's peer is the client's ip (its port is ephemeral, so 0). */
+struct edge_key {
+	struct owner owner;
+	u8 local[16];   /* IPv4 as v4-mapped IPv6 */
+	u8 peer[16];
+	u16 peer_port;
+	u8 role;
+	u8 slot;        /* log2 slot in edge_latency; 0 in edge_stats */
+	u32 pad;
+};
+
+struct tcp_sock_info {
+	struct owner owner;
+	u64 connect_start_ns;
+#ifdef TCP_EXCHANGES
+	struct edge_key edge;
+	u64 exchange_start_ns;
+	u64 last_response_ns;
+	u64 unflushed_sent;
+	u64 unflushed_received;
+	u64 flushed_ns;
+	u64 batch_ns;       /* exchanges not yet added to edge_latency: */
+	u32 batch_count;    /* their number, */
+	u32 batch_slot;     /* and their common log2 slot */
+	u32 phase;
+	u32 traced_tid;     /* thread whose trace segment this connection serves */
+	u16 local_port;
+	u16 peer_port;
+	u32 pad;
+#endif
+};
+
+/* Socket (its kernel address) -> what is known of it, in two levels.  Every
+ * send and receive looks its socket up, and a hash lookup costs a helper
+ * call (~55 ns here) where an array lookup is inlined: so a socket lives in
+ * a direct-mapped array slot, picked by a hash of its address, unless
+ * another socket holds that slot; then in an LRU hash, which stays bounded
+ * should a socket ever vanish unseen. */
+struct tcp_sock_slot {
+	u64 sk;  /* 0: free */
+	struct tcp_sock_info info;
+};
+BPF_ARRAY(tcp_socket_slots, struct tcp_sock_slot, TCP_SOCKET_SLOTS);
+BPF_TABLE("lru_hash", u64, struct tcp_sock_info, tcp_sockets, TCP_MAX_SOCKETS);
+
+static __always_inline struct tcp_sock_slot *tcp_socket_slot(u64 sk)
+{
+	/* Fibonacci hashing; sockets are at least 64-byte aligned. */
+	u32 index = (u32)(((sk >> 6) * 0x9E3779B97F4A7C15ULL) >> 32) & (TCP_SOCKET_SLOTS - 1);
+	return tcp_socket_slots.lookup(&index);
+}
+
+static __always_inline struct tcp_sock_info *tcp_socket_lookup(u64 sk)
+{
+	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
+	if (slot && slot->sk == sk)
+		return &slot->info;
+	return tcp_sockets.lookup(&sk);
+}
+
+/* Store `info` for `sk`; returns where it now lives (0: the LRU was full). */
+static __always_inline struct tcp_sock_info *tcp_socket_store(u64 sk, struct tcp_sock_info *info)
+{
+	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
+	if (slot && (slot->sk == sk || __sync_val_compare_and_swap(&slot->sk, 0, sk) == 0)) {
+		slot->info = *info;
+		return &slot->info;
+	}
+	tcp_sockets.update(&sk, info);
+	return tcp_sockets.lookup(&sk);
+}
+
+static __always_inline void tcp_socket_delete(u64 sk)
+{
+	struct tcp_sock_slot *slot = tcp_socket_slot(sk);
+	if (slot && slot->sk == sk)
+		slot->sk = 0;
+	else
+		tcp_sockets.delete(&sk);
+}
+/* Who listens where: by network namespace and port, since every pod of a
+ * node may listen on 8080.  The namespace is read through BTF offsets; without
+ * them it is 0 and listeners are told apart by port alone. */
+struct listener_key {
+	u32 netns;
+	u16 port;
+	u16 pad;
+};
+BPF_TABLE("lru_hash", struct listener_key, struct owner, tcp_listeners, TCP_MAX_LISTENERS);
+
+static __always_inline u32 sock_netns(const void *sk)
+{
+	u32 inum = 0;
+#ifdef TCP_EXCHANGES_BTF
+	void *net = 0;
+	bpf_probe_read_kernel(&net, sizeof(net), sk + SKC_NET_OFFSET);
+	if (net)
+		bpf_probe_read_kernel(&inum, sizeof(inum), net + NET_NS_INUM_OFFSET);
+#endif
+	return inum;
+}
+static __always_inline struct owner *tcp_owner_of(const void *sk)
+{
+	u64 key = (u64)sk;
+	struct tcp_sock_info *info = tcp_socket_lookup(key);
+	return info ? &info->owner : 0;
+}
+
+#endif

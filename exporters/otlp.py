@@ -56,7 +56,7 @@ def span_attributes(segment):
 
 
 class SegmentSpans:
-    """A sink for trace segments (agent/trace_segments.py) that exports spans."""
+    """A sink for trace segments (records.segments.Segment) that exports spans."""
 
     def __init__(self, exporter, max_services=500):
         self._processor = BatchSpanProcessor(exporter, schedule_delay_millis=1000)

@@ -1,7 +1,8 @@
 """taskscope: kernel-side latency per service, from eBPF probes.
 
 The package is one namespace over the project's layers, each in its own
-top-level folder of the repository and linked here:
+top-level folder of the repository and linked here (this folder itself holds
+the composition root):
 
     taskscope.records    typed records and errors every layer shares (bottom)
     taskscope.agent      the node: probes (bpf/), their maps, the host's names

@@ -7,16 +7,12 @@ second and p95, and its width and colour grow with its p95.
 
 import math
 
-__all__ = ["to_dot", "render", "MAX_RENDERED_EDGES"]
+__all__ = ["digraph", "to_dot", "render", "MAX_RENDERED_EDGES"]
 
 # Beyond this many edges graphviz takes seconds and the picture is unreadable:
 # the busiest edges are kept and the label says how many were left out.
 MAX_RENDERED_EDGES = 400
 SLOW_SECONDS, VERY_SLOW_SECONDS = 0.1, 0.5
-
-
-def _quote(text):
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _colour(p95):
@@ -38,8 +34,15 @@ def _duration(seconds):
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def to_dot(body):
-    """DOT source for {"nodes": [...], "edges": [...], "window_seconds": ...}."""
+def digraph(body):
+    """graphviz.Digraph of {"nodes": [...], "edges": [...], "window_seconds": ...}.
+
+    Names come from services and peers, any text: nodes get plain ids
+    (n0, n1, ...) and carry the name as an escaped label, so neither a quote
+    nor an "ip:port" (DOT's node:port syntax in an edge) can change the graph.
+    """
+    import graphviz
+
     window = body.get("window_seconds")
     edges = sorted(body["edges"], key=lambda e: -(e.get("requests") or 0))
     kept, dropped = edges[:MAX_RENDERED_EDGES], len(edges) - MAX_RENDERED_EDGES
@@ -49,30 +52,40 @@ def to_dot(body):
         title += f", last {window:g} s"
     if dropped > 0:
         title += f" ({dropped} quieter edges left out)"
-    lines = ["digraph taskscope {", f"  label={_quote(title)};", "  rankdir=LR;",
-             '  node [shape=box, style="rounded,filled", fillcolor=white, fontname=Helvetica];',
-             "  edge [fontname=Helvetica, fontsize=10];"]
+    graph = graphviz.Digraph("taskscope", graph_attr={"label": title, "rankdir": "LR"},
+                             node_attr={"shape": "box", "style": "rounded,filled",
+                                        "fillcolor": "white", "fontname": "Helvetica"},
+                             edge_attr={"fontname": "Helvetica", "fontsize": "10"})
+    ids = {}
     for node in body["nodes"]:
         if node["id"] not in used and dropped > 0:
             continue
-        style = ', style="dashed,rounded", fillcolor=gray95' if node.get("kind") == "external" else ""
-        lines.append(f"  {_quote(node['id'])} [label={_quote(node['id'])}{style}];")
+        ids[node["id"]] = node_id = f"n{len(ids)}"
+        label = graphviz.escape(str(node["id"]))
+        if node.get("kind") == "external":
+            graph.node(node_id, label=label, style="dashed,rounded", fillcolor="gray95")
+        else:
+            graph.node(node_id, label=label)
     for e in kept:
         requests = e.get("requests") or 0
         rate = f"{requests / window:.1f} req/s" if window else f"{requests} req"
-        label = f"{rate}\\np95 {_duration(e.get('p95_seconds'))}"
-        lines.append(f"  {_quote(e['source'])} -> {_quote(e['target'])} [label=\"{label}\", "
-                     f"color={_colour(e.get('p95_seconds'))}, "
-                     f"penwidth={_width(e.get('p95_seconds')):.1f}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        p95 = e.get("p95_seconds")
+        for end in (e["source"], e["target"]):  # an edge to a node the body does not list
+            if end not in ids:
+                ids[end] = f"n{len(ids)}"
+                graph.node(ids[end], label=graphviz.escape(str(end)))
+        graph.edge(ids[e["source"]], ids[e["target"]], label=f"{rate}\\np95 {_duration(p95)}",
+                   color=_colour(p95), penwidth=f"{_width(p95):.1f}")
+    return graph
+
+
+def to_dot(body):
+    """DOT source of the graph's JSON form."""
+    return digraph(body).source
 
 
 def render(body, fmt):
-    """bytes of the graph as `fmt`: dot, svg or png (the latter two need graphviz's dot)."""
-    dot = to_dot(body)
+    """bytes of the graph as `fmt`: dot, svg or png (the latter two run graphviz's dot)."""
     if fmt == "dot":
-        return dot.encode()
-    import graphviz
-
-    return graphviz.Source(dot).pipe(format=fmt)
+        return to_dot(body).encode()
+    return digraph(body).pipe(format=fmt)

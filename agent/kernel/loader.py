@@ -104,7 +104,7 @@ def load(selection, trace_unsampled=False):
     """Compile and attach `selection`; returns (BPF object, probes that failed).
 
     Tracepoint programs attach here; cgroup and uprobe programs are attached
-    by their owners (agent/wire_capture.py, agent/markers.py).
+    by their owners (agent/kernel/wire_capture.py, agent/kernel/markers.py).
     """
     bcc = import_bcc()
     try:

@@ -1,6 +1,6 @@
 """Finished trace segments, from the kernel's ring buffer to the store and OTLP.
 
-The kernel sends one event per finished segment (see bpf/segments.bpf.c);
+The kernel sends one event per finished segment (see bpf/segments.h);
 this module turns it into a Segment with wall-clock times and a service
 name.  A keep-alive connection may sit idle after its last response for
 as long as the client likes, so segments idle longer than `idle_after`
@@ -11,12 +11,13 @@ import ctypes
 import logging
 import time
 
+from taskscope.agent.kernel_abi import ContextSource, SegmentKind
 from taskscope.records.segments import Segment
 
 log = logging.getLogger(__name__)
 
-KINDS = {1: "server", 2: "client", 3: "task"}
-CONTEXTS = {1: "traceparent", 2: "b3", 3: "marker"}
+KINDS = {k.value: k.name.lower() for k in SegmentKind}
+CONTEXTS = {c.value: c.name.lower() for c in ContextSource}
 
 
 def monotonic_to_wall():
@@ -25,7 +26,7 @@ def monotonic_to_wall():
 
 
 def segment_from_event(event, service, wall_offset_ns):
-    """`event`: a struct segment (bpf/segments.bpf.c); its `done` figures count."""
+    """`event`: a struct segment (bpf/segments.h); its `done` figures count."""
     figures = event.done
     return Segment(
         trace_id=bytes(event.ctx.trace_id).hex(),

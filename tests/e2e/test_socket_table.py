@@ -1,4 +1,4 @@
-"""The socket table of bpf/tcp.bpf.c: a direct-mapped array in front of an
+"""The socket table of bpf/tcp/sockets.h: a direct-mapped array in front of an
 LRU hash.  Built here with a single array slot, so that all sockets but one
 live in the hash, their exchanges must still all be counted."""
 

@@ -81,6 +81,7 @@ class NodeReadings:
         """NodeHealth; map entries are those of the maps read so far."""
         return NodeHealth(
             probe_up=dict(self._maps.probe_status),
+            probe_variant=dict(self._maps.probe_variants),
             map_entries=self._maps.entries(),
             drops={reason.name.lower(): n for reason, n in self._maps.drops().items()},
             decode_errors=dict(self._resolver.decode_errors))

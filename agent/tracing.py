@@ -1,35 +1,24 @@
-"""Trace correlation, assembled: wire capture, marker hooks, segment reader,
-store and span export, started and stopped together."""
+"""Trace correlation, assembled: marker hooks, segment reader, store and span
+export, started and stopped together (the packet programs that read trace
+contexts off the wire are attached with the probe set)."""
 
 import logging
 import threading
 
 from taskscope.agent.kernel.markers import MarkerHooks
 from taskscope.agent.kernel.segment_reader import SegmentReader
-from taskscope.agent.kernel.wire_capture import WireCapture
 from taskscope.agent.trace_store import TraceStore
-from taskscope.records.errors import ProbeLoadError
 
 log = logging.getLogger(__name__)
 
 
 class Tracing:
-    def __init__(self, bpf, maps, resolver, cgroup_root, store_size, spans=None):
+    def __init__(self, bpf, resolver, store_size, spans=None):
         self.store = TraceStore(store_size)
         self.spans = spans
         sinks = [self.store.add] + ([spans] if spans else [])
         self.reader = SegmentReader(bpf, resolver, sinks)
         self.markers = MarkerHooks(bpf)
-        self.wire = None
-        if maps.probe_status.get("trace_wire") and maps.probe_status.get("tcp_exchanges"):
-            try:
-                self.wire = WireCapture(bpf, cgroup_root)
-            except ProbeLoadError as exc:
-                log.error("probe trace_wire disabled: %s", exc)
-                maps.probe_status["trace_wire"] = False
-        elif maps.probe_status.get("trace_wire"):
-            log.warning("probe trace_wire disabled: it needs the tcp_exchanges probe")
-            maps.probe_status["trace_wire"] = False
         self._threads = []
 
     def start(self, stop):
@@ -42,8 +31,6 @@ class Tracing:
     def close(self, flush_timeout=2.0):
         for thread in self._threads:
             thread.join(timeout=2)
-        if self.wire:
-            self.wire.close()
         if self.spans:
             # An unreachable OTLP endpoint must not hold up the exit: the
             # exporter retries for a minute.

@@ -39,9 +39,15 @@ def start_nginx(workdir, port, conf_text=None):
     return conf
 
 
-def wrk(port, seconds, connections, path="/index.html"):
+# wrk paces each connection: one request per millisecond at most, so the
+# number of connections sets the offered load (bench/overhead --load half).
+PACED = os.path.join(REPO, "bench", "paced.lua")
+
+
+def wrk(port, seconds, connections, path="/index.html", paced=False):
+    script = ["-s", PACED] if paced else []
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-                          f"http://127.0.0.1:{port}{path}"],
+                          *script, f"http://127.0.0.1:{port}{path}"],
                          check=True, capture_output=True, text=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -55,14 +61,14 @@ def busy_ticks():
     return user + nice + system + irq + softirq
 
 
-def measured_wrk(port, seconds, connections, path="/index.html", warmup=1):
+def measured_wrk(port, seconds, connections, path="/index.html", warmup=1, paced=False):
     """(requests, requests/s, machine CPU ticks per request) of one round,
     after `warmup` seconds of the same load: right after the agent starts or
     stops, the first second runs noticeably slower or faster here."""
     if warmup:
-        wrk(port, warmup, connections, path)
+        wrk(port, warmup, connections, path, paced)
     before = busy_ticks()
-    requests, rate = wrk(port, seconds, connections, path)
+    requests, rate = wrk(port, seconds, connections, path, paced)
     return requests, rate, (busy_ticks() - before) / requests
 
 
@@ -114,11 +120,13 @@ class RunningAgent:
 
 
 class RunningFloor:
-    """bench/floor: programs that do nothing on the agent's per-request hooks."""
+    """bench/floor: programs that do nothing on the agent's per-request hooks
+    (with `packets`, on those of exchanges and bytes from packets)."""
 
-    def __init__(self):
+    def __init__(self, packets=False):
         started = time.monotonic()
-        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "bench", "floor")],
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "bench", "floor"),
+                                      *(["--packets"] if packets else [])],
                                      stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             sys.exit(f"bench/floor exited with {self.proc.wait()}")

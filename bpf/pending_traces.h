@@ -6,19 +6,10 @@
 #ifndef TASKSCOPE_PENDING_TRACES_H
 #define TASKSCOPE_PENDING_TRACES_H
 
+#include "packet.h"
 #include "trace_context.h"
 
 #ifdef TRACE_WIRE
-/* A TCP flow as the socket sees it: addresses as v4-mapped IPv6, ports in
- * host order. */
-struct flow {
-	u8 local[16];
-	u8 peer[16];
-	u16 local_port;
-	u16 peer_port;
-	u32 pad;
-};
-
 BPF_TABLE("lru_hash", struct flow, struct trace_context, pending_traces, MAX_PENDING_TRACES);
 /* When a trace context was last seen on the wire: until there is one, new
  * exchanges skip their lookup in pending_traces. */

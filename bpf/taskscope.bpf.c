@@ -11,15 +11,16 @@
  * hist.h (log2 histograms), identity.h (owners: cgroup and process
  * identity), counter_slots.h (per-CPU counters per owner), task_state.h
  * (task states across kernels), trace_context.h (W3C/b3 IDs),
- * pending_traces.h (contexts from the wire, waiting for their exchange),
+ * packet.h (headers and flows of packets), pending_traces.h (contexts from
+ * the wire, waiting for their exchange),
  * segments.h (a traced thread's waits), tcp/{tcp,sockets,exchanges,rtt}.h. */
 
 #ifdef TRACE_SEGMENTS
 #include "marker.bpf.c"
 #endif
 
-#ifdef TRACE_WIRE
-#include "traceparent.bpf.c"
+#if defined(TRACE_WIRE) || defined(TCP_PACKETS)
+#include "packets.bpf.c"
 #endif
 
 #ifdef RUNQUEUE

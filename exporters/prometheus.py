@@ -139,10 +139,12 @@ class KernelMetrics:
     def _self_metrics(self):
         health = self._readings.health()
         up = GaugeMetricFamily("taskscope_probe_up",
-                               "1 when the probe is loaded and attached, 0 when it is not.",
-                               labels=["probe"])
+                               "1 when the probe is loaded and attached, 0 when it is not; "
+                               "variant: what feeds it (packets, raw_tracepoints, "
+                               "tracepoints; none when down).", labels=["probe", "variant"])
         for probe, ok in sorted(health.probe_up.items()):
-            up.add_metric([probe], 1 if ok else 0)
+            variant = health.probe_variant.get(probe, "none") if ok else "none"
+            up.add_metric([probe, variant], 1 if ok else 0)
         yield up
         entries = GaugeMetricFamily("taskscope_map_entries",
                                     "Entries in a BPF map at the last scrape.", labels=["map"])

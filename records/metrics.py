@@ -42,6 +42,7 @@ class NodeHealth:
     """The agent's view of itself."""
 
     probe_up: dict        # probe -> bool
+    probe_variant: dict   # probe -> what feeds it: packets, raw_tracepoints, tracepoints
     map_entries: dict     # map -> (entries at the last read, capacity)
     drops: dict           # reason -> samples or entries lost
     decode_errors: dict   # decoder -> ids that could not be named

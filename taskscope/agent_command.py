@@ -20,7 +20,7 @@ from taskscope.agent.edge_sides import EdgeSideRecorder
 from taskscope.agent.host import kubernetes
 from taskscope.agent.host.cgroups import CgroupPaths, find_cgroup2_mount
 from taskscope.agent.host.services import ServiceResolver
-from taskscope.agent.kernel import btf, loader, probes, tracefs
+from taskscope.agent.kernel import attach, btf, loader, tracefs
 from taskscope.agent.kernel.maps import KernelMaps
 from taskscope.agent.readings import NodeReadings
 from taskscope.agent.seeding import seed_running_state
@@ -35,12 +35,6 @@ from taskscope.topology.graph_json import to_json
 from taskscope.topology.sides_json import sides_to_json
 
 log = logging.getLogger("taskscope")
-
-
-def _probe_status(selection, failed):
-    status = {p.name: p.name not in failed for p in selection.enabled}
-    status.update({name: False for name in selection.missing})
-    return status
 
 
 def start_pod_metadata(cfg, stop):
@@ -90,26 +84,25 @@ def run(cfg):
     loader.import_bcc()
     loader.check_kernel_headers()
     root = tracefs.find_tracefs(cfg.tracefs or None)
-    selection = probes.select(cfg.probes, root, btf.load_vmlinux())
-    for name, absent in selection.missing.items():
-        log.warning("probe %s disabled: tracepoint %s not found in %s/events",
-                    name, ", ".join(absent), root)
+    cgroup_root = cfg.cgroup_root or find_cgroup2_mount()
     spans = None
     if cfg.otlp_endpoint:
         from taskscope.exporters.otlp import SegmentSpans, make_exporter
         spans = SegmentSpans(make_exporter(cfg.otlp_endpoint, cfg.otlp_protocol),
                              cfg.max_services)
-    bpf, failed = loader.load(selection, trace_unsampled=cfg.trace_unsampled)
-    maps = KernelMaps(bpf, _probe_status(selection, failed))
-    cgroup_root = cfg.cgroup_root or find_cgroup2_mount()
-    loaded = selection.defines([p for p in selection.enabled if p.name not in failed])
-    seed_running_state(maps, cgroup_root, listeners_by_netns="TCP_EXCHANGES_BTF" in loaded)
+    probe_set = attach.load(cfg.probes, root, btf.load_vmlinux(), cgroup_root, cfg.tcp_io,
+                            trace_unsampled=cfg.trace_unsampled)
+    bpf, selection = probe_set.bpf, probe_set.selection
+    maps = KernelMaps(bpf, probe_set.status(), probe_set.variants())
+    loaded = selection.defines([p for p in selection.enabled if p.name not in probe_set.failed])
+    seed_running_state(maps, cgroup_root, listeners_by_netns="TCP_EXCHANGES_BTF" in loaded,
+                       connections_by_netns="TCP_PACKETS" not in loaded)
     stop = threading.Event()
     pods = start_pod_metadata(cfg, stop)
     resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root), pods)
     tracing = None
     if maps.has("segments"):
-        tracing = Tracing(bpf, maps, resolver, cgroup_root, cfg.trace_store_size, spans)
+        tracing = Tracing(bpf, resolver, cfg.trace_store_size, spans)
         tracing.start(stop)
         server.routes.update(trace_routes.store_routes(tracing.store))
         server.registry.register(TracingMetrics(tracing))
@@ -135,5 +128,5 @@ def run(cfg):
     server.stop()
     if tracing:
         tracing.close()
-    maps.close()
+    probe_set.close()
     return 0

@@ -5,7 +5,7 @@ import ipaddress
 import logging
 
 from taskscope.records.errors import ConfigError
-from taskscope.agent.kernel.probes import GROUPS, PROBE_NAMES
+from taskscope.agent.kernel.probes import GROUPS, PROBE_NAMES, TCP_IO_MODES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -40,6 +40,7 @@ class AgentConfig:
     otlp_protocol: str = "http/protobuf"
     trace_store_size: int = 10000
     trace_unsampled: bool = False
+    tcp_io: str = "auto"
     kubernetes: str = "auto"
     kubernetes_api: str = ""
     kubernetes_node: str = ""
@@ -115,6 +116,10 @@ def _check_otlp_protocol(value):
     return None if value in ("http/protobuf", "grpc") else "http/protobuf or grpc"
 
 
+def _check_tcp_io(value):
+    return None if value in TCP_IO_MODES else ", ".join(TCP_IO_MODES)
+
+
 def _check_bool(value):
     return None if isinstance(value, bool) else "true or false"
 
@@ -152,6 +157,7 @@ CHECKS = {
     "otlp_protocol": _check_otlp_protocol,
     "trace_store_size": _check_max_services,
     "trace_unsampled": _check_bool,
+    "tcp_io": _check_tcp_io,
     "kubernetes": _check_kubernetes,
     "kubernetes_api": _check_url,
     "kubernetes_node": _check_string,

@@ -43,11 +43,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(404, f"not found; try {known}\n".encode(), "text/plain")
 
     def _reply(self, status, body, content_type):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a probe's timeout, a closed browser tab):
+            # nothing to answer, nothing to report.
+            log.debug("%s %s: the client left before the reply", self.address_string(),
+                      self.path)
 
     def log_message(self, fmt, *args):
         log.debug("%s %s", self.address_string(), fmt % args)

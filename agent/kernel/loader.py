@@ -21,6 +21,7 @@ BPF_DIR = importlib.resources.files("taskscope") / "bpf"
 ENTRY = "taskscope.bpf.c"
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.M)
 
+CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
@@ -104,7 +105,7 @@ def load(selection, trace_unsampled=False):
     """Compile and attach `selection`; returns (BPF object, probes that failed).
 
     Tracepoint programs attach here; cgroup and uprobe programs are attached
-    by their owners (agent/kernel/wire_capture.py, agent/kernel/markers.py).
+    by their owners (agent/kernel/packet_hooks.py, agent/kernel/markers.py).
     """
     bcc = import_bcc()
     try:

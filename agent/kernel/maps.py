@@ -33,9 +33,11 @@ def _plain(value):
 class KernelMaps:
     """The loaded BPF module, seen as tables of typed rows."""
 
-    def __init__(self, bpf, probe_status, name_cache_size=16384):
+    def __init__(self, bpf, probe_status, probe_variants=None, name_cache_size=16384):
         self._bpf = bpf
         self.probe_status = probe_status  # probe name -> bool (loaded and attached)
+        # probe name -> what feeds it (packets, raw_tracepoints, tracepoints)
+        self.probe_variants = probe_variants or {}
         self._names = collections.OrderedDict()
         self._names_lock = threading.Lock()  # scrapes and the graph recorder share it
         self._name_cache_size = name_cache_size
@@ -171,13 +173,14 @@ class KernelMaps:
             table[key] = leaf
         log.info("found %d TCP listeners already open", len(owners))
 
-    def seed_connections(self, connections):
+    def seed_connections(self, connections, by_netns=True):
         """Connections open before the agent: [(netns, local ip, local port, peer ip,
-        peer port, role, (cgroup id, kind, name bytes))]."""
+        peer port, role, (cgroup id, kind, name bytes))].  Without `by_netns`
+        (adopted from packets, which carry no namespace) keyed by addresses alone."""
         table = self._bpf["tcp_preexisting"]
         for netns, local, lport, peer, pport, role, (cgroup, kind, name) in connections:
             key, edge = table.Key(), table.Leaf()
-            key.netns, key.local_port, key.peer_port = netns, lport, pport
+            key.netns, key.local_port, key.peer_port = (netns if by_netns else 0), lport, pport
             key.local[:] = local.packed
             key.peer[:] = peer.packed
             edge.owner.cgroup_id = cgroup
@@ -193,5 +196,3 @@ class KernelMaps:
                 break
         log.info("listed %d TCP connections already open", len(connections))
 
-    def close(self):
-        self._bpf.cleanup()

@@ -7,7 +7,7 @@ so the C can pick a fallback.
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from taskscope.agent.kernel.btf import BTFError
 from taskscope.agent.kernel.tracefs import tracepoint_exists
@@ -33,6 +33,8 @@ class Probe:
     fields: tuple = ()
     # Probes it cannot work without, selected along with it.
     needs: tuple = ()
+    # Fed by the packet programs (bpf/packets.bpf.c), not by tracepoints.
+    packets: bool = False
 
 
 # The raw send and receive hooks, shared by tcp_exchanges and tcp_bytes.
@@ -118,6 +120,19 @@ CATALOGUE = (
 
 PROBE_NAMES = tuple(p.name for p in CATALOGUE if p.group != "core")
 
+# Exchanges and bytes from packets: the cgroup_skb programs see every TCP
+# segment on any kernel with cgroup v2, so neither probe needs the send and
+# receive tracepoints (6.4+) nor a program on every send and receive; the
+# state tracepoint still names each socket's owner.
+PACKET_IO = ("sock:inet_sock_set_state",)
+PACKET_VARIANTS = {
+    p.name: replace(p, required=PACKET_IO, raw_events=(), packets=True,
+                    fields=p.fields if p.name == "tcp_exchanges" else (),
+                    needs=tuple(dict.fromkeys(p.needs + ("tcp_connect",))))
+    for p in CATALOGUE if p.name in ("tcp_exchanges", "tcp_bytes")
+}
+TCP_IO_MODES = ("auto", "packets", "syscalls")
+
 
 @dataclass
 class Selection:
@@ -125,7 +140,21 @@ class Selection:
 
     enabled: list = field(default_factory=list)
     missing: dict = field(default_factory=dict)  # probe name -> missing tracepoints
+    excluded: dict = field(default_factory=dict)  # probe name -> why not, otherwise
     probe_defines: dict = field(default_factory=dict)  # probe name -> -D flags
+
+    def variant(self, name):
+        """How probe `name` is fed: packets, raw_tracepoints or tracepoints."""
+        probe = next(p for p in self.enabled if p.name == name)
+        if probe.packets or (name == "tcp_rtt" and any(p.packets for p in self.enabled)):
+            return "packets"  # RTT is sampled on the packets too (bpf/tcp/rtt.h)
+        raw = f"{probe.define}_BTF" in self.probe_defines[name] and probe.raw_events
+        return "raw_tracepoints" if raw else "tracepoints"
+
+    @property
+    def uses_packets(self):
+        """True when a probe needs the packet programs attached."""
+        return any(p.packets or p.name == "trace_wire" for p in self.enabled)
 
     def defines(self, probes=None):
         """-D flags of `probes` (default: every enabled probe), each once."""
@@ -158,11 +187,34 @@ def btf_defines(probe, btf):
         return []
 
 
-def select(groups, tracefs_root, btf=None):
+def io_hooks_present(tracefs_root):
+    """True where the kernel has the send and receive tracepoints (6.4+)."""
+    return all(tracepoint_exists(tracefs_root, f"sock:{event}") for event, _ in SOCK_IO_RAW_EVENTS)
+
+
+def choose_tcp_io(requested, groups, tracefs_root, cgroup_root):
+    """("packets" or "syscalls", why): where exchanges and bytes come from.
+
+    `auto` takes packets wherever cgroup v2 is mounted, except that trace
+    contexts read off the wire still need the send and receive tracepoints
+    to learn which thread took a request: with trace_wire wanted and those
+    tracepoints present (6.4+), the tracepoints serve all three.
+    """
+    if requested != "auto":
+        return requested, "as configured (tcp_io)"
+    if not cgroup_root:
+        return "syscalls", "no cgroup2 mount to attach packet programs to"
+    if io_hooks_present(tracefs_root) and ("traces" in groups or "trace_wire" in groups):
+        return "syscalls", "trace contexts from the wire need the send/receive tracepoints"
+    return "packets", f"packet programs on the cgroup2 root {cgroup_root}"
+
+
+def select(groups, tracefs_root, btf=None, packets=False):
     """Pick the probes named by `groups` (group or probe names) whose
     tracepoints the kernel has.
 
     With the kernel's BTF, probes that have a raw-tracepoint variant use it.
+    With `packets`, exchanges and bytes come from the packet programs.
     """
     selection = Selection()
     names = {p.name for p in CATALOGUE
@@ -172,14 +224,21 @@ def select(groups, tracefs_root, btf=None):
         if not more:
             break
         names |= more
-    wanted = [p for p in CATALOGUE if p.name in names]
+    wanted = [PACKET_VARIANTS.get(p.name, p) if packets else p
+              for p in CATALOGUE if p.name in names]
     for probe in wanted:
+        if packets and probe.name == "trace_wire":
+            selection.excluded[probe.name] = (
+                "trace contexts from the wire need exchanges from the send/receive "
+                "tracepoints (tcp_io: syscalls, on kernels 6.4+)")
+            continue
         absent = [tp for tp in probe.required if not tracepoint_exists(tracefs_root, tp)]
         if absent:
             selection.missing[probe.name] = absent
             continue
         selection.enabled.append(probe)
         defines = [probe.define] if probe.define else []
+        defines += ["TCP_PACKETS"] if probe.packets else []
         defines += btf_defines(probe, btf)
         defines += [_have_define(tp) for tp in probe.optional
                     if tracepoint_exists(tracefs_root, tp)]

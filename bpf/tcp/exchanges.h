@@ -88,8 +88,10 @@ static __always_inline void edge_flush(struct tcp_sock_info *i, u64 now, int clo
 	}
 }
 
-#ifdef TCP_EXCHANGES_BTF
-/* A connection as /proc/net/tcp lists it: ports in host order. */
+#if defined(TCP_EXCHANGES_BTF) || defined(TCP_PACKETS)
+/* A connection as /proc/net/tcp lists it: ports in host order; the network
+ * namespace where the kernel side can read it (with BTF, at a send or
+ * receive), else 0. */
 struct conn_key {
 	u32 netns;
 	u16 local_port;
@@ -101,7 +103,9 @@ struct conn_key {
 /* Connections open before the agent started, found in /proc by user space:
  * adopted into tcp_sockets on their first send or receive. */
 BPF_HASH(tcp_preexisting, struct conn_key, struct edge_key, TCP_MAX_PREEXISTING);
+#endif
 
+#if defined(TCP_EXCHANGES_BTF) && !defined(TCP_PACKETS)
 static __always_inline void read_address(u8 *dst, u16 family, const void *sk, u32 v4, u32 v6)
 {
 	if (family == AF_INET6_) {

@@ -9,7 +9,7 @@
 #include "rtt.h"
 #include "sockets.h"
 
-#if defined(TCP_BYTES) || defined(TCP_EXCHANGES)
+#if (defined(TCP_BYTES) || defined(TCP_EXCHANGES)) && !defined(TCP_PACKETS)
 /* The hottest hooks of all: every send and receive on every socket.  `i`
  * is the socket's entry in the socket table, if it has one. */
 static __always_inline void tcp_io(const void *sk, struct tcp_sock_info *i, int ret, int sent)

@@ -4,7 +4,9 @@
 #include "rtt.h"
 
 #ifdef TCP_RTT
-#if defined(TCP_RTT_BTF) && !defined(TCP_RTT_ON_IO)
+#if defined(TCP_RTT_ON_IO) || defined(TCP_RTT_ON_PACKETS)
+/* Sampled where the socket's traffic is seen anyway. */
+#elif defined(TCP_RTT_BTF)
 RAW_TRACEPOINT_PROBE(tcp_probe)
 {
 	if (tcp_rtt_skip())

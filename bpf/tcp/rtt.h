@@ -10,8 +10,11 @@
  * is sampled, and the socket lookup is paid only for those.  The events are
  * the tracked sockets' sends and receives where those hooks run raw (their
  * socket is at hand, and tcp_probe, on every received segment, need not be
- * attached at all), else tcp_probe's. */
-#if defined(TCP_RTT_BTF) && defined(TCP_IO_RAW)
+ * attached at all), or their packets' (bpf_tcp_sock) where exchanges and
+ * bytes come from packets; else tcp_probe's. */
+#if defined(TCP_PACKETS)
+#define TCP_RTT_ON_PACKETS
+#elif defined(TCP_RTT_BTF) && defined(TCP_IO_RAW)
 #define TCP_RTT_ON_IO
 #endif
 BPF_PERCPU_ARRAY(tcp_rtt_countdown, u32, 1);

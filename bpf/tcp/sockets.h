@@ -38,6 +38,12 @@ struct tcp_sock_info {
 	u16 peer_port;
 	u32 pad;
 #endif
+#ifdef TCP_PACKETS
+	u32 sent_end;       /* sequence number after the last byte seen leaving, */
+	u32 received_end;   /* and arriving (see tcp/packets.h) */
+	u32 seq_seen;       /* which of the two are set */
+	u32 counter_slot;   /* 1 + the owner's tcp_bytes slot; 0: none claimed yet */
+#endif
 };
 
 /* Socket (its kernel address) -> what is known of it, in two levels.  Every

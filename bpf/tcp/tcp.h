@@ -13,10 +13,12 @@
 #include "../hist.h"
 #include "../identity.h"
 
-#if defined(TRACE_WIRE) && defined(TCP_EXCHANGES)
+/* Exchanges and bytes come from packets (TCP_PACKETS, tcp/packets.h) or
+ * from the send and receive tracepoints of 6.4+ (tcp/io.bpf.c). */
+#if defined(TRACE_WIRE) && defined(TCP_EXCHANGES) && !defined(TCP_PACKETS)
 #define TCP_TRACES  /* trace contexts from the wire open segments at exchanges */
 #endif
-#if defined(TCP_EXCHANGES_BTF) || defined(TCP_BYTES_BTF)
+#if (defined(TCP_EXCHANGES_BTF) || defined(TCP_BYTES_BTF)) && !defined(TCP_PACKETS)
 #define TCP_IO_RAW  /* sends and receives hooked as raw tracepoints */
 #endif
 

@@ -88,7 +88,7 @@ def test_killed_agent_leaves_no_program_attached(tmp_path):
     before = bpf_program_ids()
     agent = Agent("--probes", "tcp,traces", log_path=tmp_path / "agent.log")
     loaded = bpf_program_ids() - before
-    assert {"trace_ingress", "trace_egress"} <= program_names(loaded)
+    assert {"packet_ingress", "packet_egress"} <= program_names(loaded)
     agent.kill()
     for _ in range(50):
         if not loaded & bpf_program_ids():

@@ -31,7 +31,7 @@ def test_unit_verifies(name):
     assert result.returncode == 0, result.stderr
 
 
-def run_with_caps(caps, tmp_path):
+def run_with_caps(caps, tmp_path, *args):
     """The agent as root limited to `caps`; returns (probe_up lines, log)."""
     port = free_port()
     bounding = "-all," + ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
@@ -39,7 +39,7 @@ def run_with_caps(caps, tmp_path):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--",
-             sys.executable, "-m", "taskscope", "agent", "--listen", f"127.0.0.1:{port}"],
+             sys.executable, "-m", "taskscope", "agent", "--listen", f"127.0.0.1:{port}", *args],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         for _ in range(150):
@@ -56,12 +56,14 @@ def run_with_caps(caps, tmp_path):
         proc.wait(timeout=10)
     up = {line.split('"')[1]: line.endswith(" 1.0") for line in text.splitlines()
           if line.startswith("taskscope_probe_up{")}
-    return up, status, log.read_text()
+    variants = {line.split('"')[1]: line.split('"')[3] for line in text.splitlines()
+                if line.startswith("taskscope_probe_up{")}
+    return up, status, log.read_text(), variants
 
 
 def test_agent_runs_with_exactly_the_units_capabilities(tmp_path):
     caps = unit("taskscope-agent.service")["Service"]["CapabilityBoundingSet"].split()
-    up, status, log = run_with_caps(caps, tmp_path)
+    up, status, log, _ = run_with_caps(caps, tmp_path)
     assert up and all(up.values()), (up, log)
     effective = int(next(l for l in status.splitlines() if l.startswith("CapEff:")).split()[1], 16)
     assert effective & (1 << 21) == 0, "CAP_SYS_ADMIN leaked into the agent"
@@ -69,9 +71,20 @@ def test_agent_runs_with_exactly_the_units_capabilities(tmp_path):
 
 def test_without_net_admin_only_the_wire_capture_is_lost(tmp_path):
     caps = unit("taskscope-agent.service")["Service"]["CapabilityBoundingSet"].split()
-    up, _, log = run_with_caps([c for c in caps if c != "CAP_NET_ADMIN"], tmp_path)
+    up, _, log, _ = run_with_caps([c for c in caps if c != "CAP_NET_ADMIN"], tmp_path)
     assert not up["trace_wire"] and "CAP_NET_ADMIN" in log
     assert all(ok for name, ok in up.items() if name != "trace_wire"), up
+
+
+def test_packets_that_cannot_attach_fall_back_to_the_send_receive_tracepoints(tmp_path):
+    # Without CAP_NET_ADMIN the packet programs cannot attach: the graph's
+    # exchanges and bytes then come from the send/receive tracepoints.
+    caps = unit("taskscope-agent.service")["Service"]["CapabilityBoundingSet"].split()
+    up, _, log, variants = run_with_caps([c for c in caps if c != "CAP_NET_ADMIN"], tmp_path,
+                                         "--probes", "sched,tcp")
+    assert up["tcp_exchanges"] and up["tcp_bytes"], (up, log)
+    assert variants["tcp_exchanges"] == "raw_tracepoints", variants
+    assert "cannot be used" in log and "CAP_NET_ADMIN" in log
 
 
 def test_install_and_uninstall_units(tmp_path):

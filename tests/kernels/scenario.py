@@ -103,7 +103,10 @@ def kernel_headers():
 
 
 def mounts():
-    """tracefs and cgroup2 where a minimal guest may lack them."""
+    """tracefs and cgroup2 where a minimal guest may lack them, and the
+    modules the workloads need (a guest loads nothing by itself)."""
+    for module in ("veth", "loop"):
+        subprocess.run(["modprobe", module], check=False, capture_output=True)
     text = pathlib.Path("/proc/mounts").read_text()
     if " cgroup2 " not in text:
         os.makedirs("/sys/fs/cgroup", exist_ok=True)

@@ -14,6 +14,7 @@ class FakeMaps:
     """The part of agent.kernel.maps.KernelMaps that readings use."""
 
     probe_status = {"blockio": True, "tcp_connect": True}
+    probe_variants = {"blockio": "tracepoints", "tcp_connect": "tracepoints"}
 
     def __init__(self, tables):
         self._tables = tables

@@ -35,6 +35,7 @@ class FakeReadings:
 
     def health(self):
         return NodeHealth(probe_up={"runqueue": True, "tcp_rtt": False},
+                          probe_variant={"runqueue": "raw_tracepoints", "tcp_rtt": "tracepoints"},
                           map_entries={"runqueue_latency": (3, 32768)},
                           drops={"runqueue_latency": 2}, decode_errors={"cgroup": 1})
 
@@ -101,8 +102,8 @@ def test_tcp_counters_become_counters_with_direction():
 def test_the_agents_own_health():
     registry = registry_over(FakeReadings())
     get = registry.get_sample_value
-    assert get("taskscope_probe_up", {"probe": "runqueue"}) == 1
-    assert get("taskscope_probe_up", {"probe": "tcp_rtt"}) == 0
+    assert get("taskscope_probe_up", {"probe": "runqueue", "variant": "raw_tracepoints"}) == 1
+    assert get("taskscope_probe_up", {"probe": "tcp_rtt", "variant": "none"}) == 0
     assert get("taskscope_map_entries", {"map": "runqueue_latency"}) == 3
     assert get("taskscope_map_capacity", {"map": "runqueue_latency"}) == 32768
     assert get("taskscope_map_drops_total", {"reason": "runqueue_latency"}) == 2
@@ -117,7 +118,8 @@ def test_a_failing_reading_leaves_the_health_metrics():
             raise OSError("map gone")
 
     registry = registry_over(Broken())
-    assert registry.get_sample_value("taskscope_probe_up", {"probe": "runqueue"}) == 1
+    assert registry.get_sample_value("taskscope_probe_up",
+                                     {"probe": "runqueue", "variant": "raw_tracepoints"}) == 1
 
 
 def test_openmetrics_scrapes_carry_a_trace_exemplar():

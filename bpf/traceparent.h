@@ -5,12 +5,18 @@
  * their first SCAN_BYTES of payload; the parsed IDs are kept per flow until
  * the receiving (or sending) thread's exchange begins in tcp/exchanges.h, which
  * then opens a segment for it.  Nothing else of the payload is kept.
- * cgroup_skb programs must return 1 to let the packet through; these
- * always do. */
+ * Only with the trace_wire probe (TRACE_WIRE); the programs that call it
+ * are in packets.bpf.c. */
+#ifndef TASKSCOPE_TRACEPARENT_H
+#define TASKSCOPE_TRACEPARENT_H
 
-#include "common.h"
+#include "packet.h"
 #include "pending_traces.h"
 #include "trace_context.h"
+
+#ifdef TRACE_WIRE
+/* The shortest request worth a look: a request line and a header. */
+#define REQUEST_MIN 24
 
 struct scan_buffer {
 	u32 at;     /* where the header's value starts (see find_trace_context) */
@@ -154,96 +160,18 @@ static __always_inline int find_trace_context(struct trace_context *ctx, struct 
 	return parse_traceparent(ctx, b + at);
 }
 
-static __always_inline void v4_mapped(u8 *dst, const u8 *v4)
+/* A packet with payload (headers in `h`, payload from `off`): the payload's
+ * first bytes are read, and out unless they start a request. */
+static __always_inline void trace_skb(struct __sk_buff *skb, const u8 *h, u32 ip_len, u32 off,
+				      int ingress)
 {
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	__builtin_memcpy(dst + 12, v4, 4);
-}
-
-/* The flow of a packet that carried a trace context, as its socket sees it;
- * `h` holds its IP header and the TCP header's first bytes. */
-static __always_inline void packet_flow(const u8 *h, u32 ip_len, int ingress, struct flow *f)
-{
-	const u8 *ports = h + (ip_len & 0x3f);
-	u16 sport = (u16)ports[0] << 8 | ports[1], dport = (u16)ports[2] << 8 | ports[3];
-	f->local_port = ingress ? dport : sport;
-	f->peer_port = ingress ? sport : dport;
-	if ((h[0] >> 4) == 6) {
-		__builtin_memcpy(ingress ? f->peer : f->local, h + 8, 16);
-		__builtin_memcpy(ingress ? f->local : f->peer, h + 24, 16);
-	} else {
-		v4_mapped(ingress ? f->peer : f->local, h + 12);
-		v4_mapped(ingress ? f->local : f->peer, h + 16);
-	}
-}
-
-/* An IPv6 header and TCP's first 20 bytes; IPv4 without options needs 40. */
-#define HEAD_BYTES 60
-#define HEAD_BYTES_V4 40
-/* The shortest request worth a look: a request line and a header. */
-#define REQUEST_MIN 24
-
-/* The packet's IP and TCP headers into `h` (zeroed by the caller).  They are
- * in the linear part of the packet at this hook: read in place, which costs
- * less than the helper that can also read page fragments; the helper is only
- * a fallback.  Returns the IP header's length, or 0 to let the packet be. */
-static __always_inline u32 packet_headers(struct __sk_buff *skb, u8 *h)
-{
-	u8 *data = (u8 *)(long)skb->data, *data_end = (u8 *)(long)skb->data_end;
-	u32 have = 0;
-	if (data + HEAD_BYTES <= data_end) {
-		__builtin_memcpy(h, data, HEAD_BYTES);
-		have = HEAD_BYTES;
-	} else if (data + HEAD_BYTES_V4 <= data_end) {
-		__builtin_memcpy(h, data, HEAD_BYTES_V4);
-		have = HEAD_BYTES_V4;
-	}
-	u32 ip_len;
-	if (!have) {
-		if (bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
-			return 0;
-		have = HEAD_BYTES;
-	}
-	if ((h[0] >> 4) == 4) {
-		/* TCP, and not a fragment (flags MF or an offset). */
-		if (h[9] != IPPROTO_TCP_ || (h[6] & 0x3f) || h[7])
-			return 0;
-		ip_len = (h[0] & 0xf) * 4;
-		if (ip_len < 20 || ip_len > 40)
-			return 0;
-	} else if ((h[0] >> 4) == 6) {
-		if (h[6] != IPPROTO_TCP_)
-			return 0;
-		ip_len = 40;
-	} else {
-		return 0;
-	}
-	if (ip_len + 20 > have && bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
-		return 0;
-	return ip_len;
-}
-
-static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
-{
-	/* Every packet on the node comes here: the headers and the payload's
-	 * first bytes are read, and out unless it starts a request.  Packets
-	 * too short for a request line and a header (bare ACKs) leave before
-	 * any read. */
-	u8 h[HEAD_BYTES] = {};
-	if (skb->len < HEAD_BYTES_V4 + REQUEST_MIN)
-		return 1;
-	u32 ip_len = packet_headers(skb, h);
-	if (!ip_len)
-		return 1;
-	u32 off = ip_len + (h[(ip_len + 12) & 0x3f] >> 4) * 4;
 	if (skb->len < off + REQUEST_MIN)
-		return 1;
+		return;
 	u32 zero = 0;
 	struct scan_buffer *buf = trace_scan.lookup(&zero);
 	if (!buf || bpf_skb_load_bytes(skb, off, buf->bytes, REQUEST_MIN) ||
 	    !http_request_start(*(u32 *)buf->bytes))
-		return 1;
+		return;
 
 	/* A request: the rest of its first SCAN_BYTES. */
 	u64 len = skb->len - off;
@@ -253,12 +181,12 @@ static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 	/* Bounds the verifier can see, whatever clang made of the above. */
 	asm volatile("" : "+r"(rest));
 	if (rest > SCAN_BYTES - REQUEST_MIN)
-		return 1;
+		return;
 	if (rest && bpf_skb_load_bytes(skb, off + REQUEST_MIN, buf->bytes + REQUEST_MIN, rest))
-		return 1;
+		return;
 	struct trace_context tc = {};
 	if (find_trace_context(&tc, buf, len) || (!(tc.flags & 1) && !TRACE_UNSAMPLED))
-		return 1;
+		return;
 	struct flow f = {};
 	packet_flow(h, ip_len, ingress, &f);
 	pending_traces.update(&f, &tc);
@@ -266,15 +194,7 @@ static __always_inline int trace_skb(struct __sk_buff *skb, int ingress)
 	u64 *seen = pending_seen.lookup(&zero);
 	if (seen)
 		*seen = bpf_ktime_get_ns();
-	return 1;
 }
+#endif
 
-int trace_ingress(struct __sk_buff *skb)
-{
-	return trace_skb(skb, 1);
-}
-
-int trace_egress(struct __sk_buff *skb)
-{
-	return trace_skb(skb, 0);
-}
+#endif

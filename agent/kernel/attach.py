@@ -1,0 +1,71 @@
+"""The probe set, loaded and attached whole: BCC attaches the tracepoint
+programs as it loads them; the packet programs are attached here, and where
+they cannot be (no cgroup v2, a verifier that refuses them, a missing
+capability) exchanges and bytes fall back to the send/receive tracepoints,
+on kernels that have them."""
+
+import logging
+from dataclasses import dataclass
+
+from taskscope.agent.kernel import loader, probes
+from taskscope.agent.kernel.packet_hooks import PacketHooks
+from taskscope.records.errors import ProbeLoadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProbeSet:
+    bpf: object
+    selection: probes.Selection
+    failed: dict          # probe name -> why it did not load
+    packet_hooks: object  # PacketHooks, or None
+
+    def status(self):
+        """{probe: True when loaded and attached}, every probe asked for."""
+        status = {p.name: p.name not in self.failed for p in self.selection.enabled}
+        status.update({name: False for name in self.selection.missing})
+        status.update({name: False for name in self.selection.excluded})
+        return status
+
+    def variants(self):
+        return {p.name: self.selection.variant(p.name) for p in self.selection.enabled}
+
+    def close(self):
+        if self.packet_hooks:
+            self.packet_hooks.close()
+        self.bpf.cleanup()
+
+
+def _report(selection, tracefs_root):
+    for name, absent in selection.missing.items():
+        log.warning("probe %s disabled: tracepoint %s not found in %s/events",
+                    name, ", ".join(absent), tracefs_root)
+    for name, why in selection.excluded.items():
+        log.warning("probe %s disabled: %s", name, why)
+
+
+def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=False):
+    """Select, compile and attach the probes of `groups`; a ProbeSet."""
+    mode, why = probes.choose_tcp_io(tcp_io, groups, tracefs_root, cgroup_root)
+    selection = probes.select(groups, tracefs_root, btf, packets=mode == "packets")
+    if any(p.packets for p in selection.enabled):
+        log.info("TCP exchanges and bytes from packets: %s", why)
+    elif any(p.name in probes.PACKET_VARIANTS for p in selection.enabled):
+        log.info("TCP exchanges and bytes from the send/receive tracepoints: %s", why)
+    bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled)
+    hooks = None
+    if selection.uses_packets:
+        try:
+            hooks = PacketHooks(bpf, cgroup_root)
+        except ProbeLoadError as exc:
+            users = [p.name for p in selection.enabled if p.packets or p.name == "trace_wire"]
+            if mode == "packets" and tcp_io == "auto" and probes.io_hooks_present(tracefs_root):
+                log.error("packet programs cannot be used, so exchanges and bytes come from "
+                          "the send/receive tracepoints instead: %s", exc)
+                bpf.cleanup()
+                return load(groups, tracefs_root, btf, cgroup_root, "syscalls", trace_unsampled)
+            log.error("probes %s disabled: %s", ", ".join(users), exc)
+            failed.update({name: str(exc) for name in users})
+    _report(selection, tracefs_root)
+    return ProbeSet(bpf, selection, failed, hooks)

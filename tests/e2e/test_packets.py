@@ -1,0 +1,207 @@
+"""Exchanges and bytes from packets (bpf/tcp/packets.h), on real sockets
+across a veth pair into a network namespace: the exchange state machine
+(server and client sides, pipelined requests, responses in pieces, a FIN
+carrying payload), retransmitted payload counted once, and the variants
+chosen when asked for."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.agent_process import Agent, value
+from tests.e2e.workloads import run_named, sh
+
+PORTS = iter(range(9301, 9399))
+
+# Each chunk is a request; it answers with `pieces` writes `gap` seconds apart.
+SERVER = """
+import socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(16)
+print("listening", flush=True)
+pieces, gap = int(sys.argv[3]), float(sys.argv[4])
+while True:
+    conn, _ = srv.accept()
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            for _ in range(pieces):
+                conn.sendall(b"r" * 100)
+                time.sleep(gap)
+    except OSError:  # the client left early
+        pass
+    conn.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def packet_agent(tmp_path_factory):
+    agent = Agent("--probes", "sched,tcp", "--tcp-io", "packets",
+                  log_path=tmp_path_factory.mktemp("packets") / "agent.log")
+    yield agent
+    code, _ = agent.stop()
+    assert code == 0, agent.log()
+
+
+@pytest.fixture
+def server(netns_pair):
+    procs = []
+
+    def start(service, pieces=1, gap=0.0):
+        port = next(PORTS)
+        proc = run_named(service, SERVER, netns_pair["server_ip"], port, pieces, gap,
+                         netns=netns_pair["ns"], wait=False, stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "listening"
+        return netns_pair["server_ip"], port
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def edge(agent, client, server, timeout=10):
+    """The graph's client -> server edge; a new listener is named once the
+    agent rescans the listener table (every 5 s), so it may take as long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, _, body = agent.get("/api/graph?window=15m")
+        for e in json.loads(body)["edges"]:
+            if e["source"] == client and e["target"] == server:
+                return e
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
+
+
+def settle(agent):
+    """Exchanges reach their edge when the connection closes (these do)."""
+    time.sleep(0.5)
+
+
+def test_the_agent_reads_exchanges_from_packets(packet_agent):
+    samples = packet_agent.scrape()
+    assert value(samples, "taskscope_probe_up", probe="tcp_exchanges", variant="packets") == 1
+    assert value(samples, "taskscope_probe_up", probe="tcp_bytes", variant="packets") == 1
+
+
+def test_keep_alive_exchanges_both_sides_and_exact_bytes(packet_agent, server):
+    ip, port = server("pk-server")
+    run_named("pk-client", """
+        import socket, sys
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        for _ in range(12):
+            s.sendall(b"q" * 300)
+            got = 0
+            while got < 100:
+                got += len(s.recv(4096))
+        s.close()
+    """, ip, port)
+    settle(packet_agent)
+    e = edge(packet_agent, "pk-client", "pk-server")
+    assert e, packet_agent.get("/api/graph?window=15m")[2]
+    assert (e["client_requests"], e["server_requests"]) == (12, 12)
+    assert (e["sent_bytes"], e["received_bytes"]) == (12 * 300, 12 * 100)
+    samples = packet_agent.scrape()
+    assert value(samples, "taskscope_tcp_sent_bytes_total", service="pk-client") == 3600
+    assert value(samples, "taskscope_tcp_received_bytes_total", service="pk-server") == 3600
+
+
+def test_a_response_in_pieces_is_one_exchange_and_pipelined_requests_one(packet_agent, server):
+    # The response comes in 3 writes 20 ms apart (the client ACKs between
+    # them): still one exchange.  Then 3 requests sent back to back before
+    # any response: one direction change, so one exchange, as documented.
+    ip, port = server("pk-slow-server", pieces=3, gap=0.02)
+    run_named("pk-slow-client", """
+        import socket, sys, time
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        s.sendall(b"q" * 50)
+        got = 0
+        while got < 300:
+            got += len(s.recv(4096))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(3):
+            s.sendall(b"p" * 10)
+        time.sleep(0.3)
+        s.close()
+    """, ip, port)
+    settle(packet_agent)
+    e = edge(packet_agent, "pk-slow-client", "pk-slow-server")
+    assert e and e["client_requests"] == 2, packet_agent.get("/api/graph?window=15m")[2]
+    assert e["p50_seconds"] >= 0.04, e  # the first exchange lasted its three pieces
+
+
+def test_a_fin_carrying_the_last_request(packet_agent, server):
+    ip, port = server("pk-fin-server")
+    run_named("pk-fin-client", """
+        import socket, sys
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        s.sendall(b"last" * 10)
+        s.shutdown(socket.SHUT_WR)
+        got = 0
+        while got < 100:
+            got += len(s.recv(4096))
+        s.close()
+    """, ip, port)
+    settle(packet_agent)
+    e = edge(packet_agent, "pk-fin-client", "pk-fin-server")
+    assert e and e["client_requests"] == 1 and e["sent_bytes"] == 40, e
+
+
+def test_retransmitted_payload_is_counted_once(packet_agent, server, netns_pair):
+    # The server's namespace drops every third segment on arrival: the
+    # client's egress program sees those bytes again when they are resent.
+    ip, port = server("pk-lossy-server")
+    rule = ["INPUT", "-p", "tcp", "--dport", str(port), "-m", "statistic", "--mode", "nth",
+            "--every", "3", "--packet", "0", "-j", "DROP"]
+    sh("ip", "netns", "exec", netns_pair["ns"], "iptables", "-I", *rule)
+    try:
+        run_named("pk-lossy-client", """
+            import socket, sys
+            s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+            for _ in range(6):
+                s.sendall(b"q" * 2000)
+                got = 0
+                while got < 100:
+                    got += len(s.recv(4096))
+            s.close()
+        """, ip, port)
+    finally:
+        sh("ip", "netns", "exec", netns_pair["ns"], "iptables", "-D", *rule, check=False)
+    settle(packet_agent)
+    samples = packet_agent.scrape()
+    assert value(samples, "taskscope_tcp_retransmits_total", service="pk-lossy-client") >= 1
+    assert value(samples, "taskscope_tcp_sent_bytes_total", service="pk-lossy-client") == 12000
+    e = edge(packet_agent, "pk-lossy-client", "pk-lossy-server")
+    assert e and e["client_requests"] == 6 and e["sent_bytes"] == 12000, e
+
+
+def test_forced_syscall_variant_draws_the_same_edge(server, tmp_path):
+    agent = Agent("--probes", "sched,tcp", "--tcp-io", "syscalls", log_path=tmp_path / "a.log")
+    try:
+        ip, port = server("sc-server")
+        run_named("sc-client", """
+            import socket, sys
+            s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+            for _ in range(5):
+                s.sendall(b"q" * 30)
+                got = 0
+                while got < 100:
+                    got += len(s.recv(4096))
+            s.close()
+        """, ip, port)
+        settle(agent)
+        samples = agent.scrape()
+        e = edge(agent, "sc-client", "sc-server")
+    finally:
+        agent.stop()
+    assert value(samples, "taskscope_probe_up", probe="tcp_exchanges",
+                 variant="raw_tracepoints") == 1
+    assert e and e["client_requests"] == 5 and e["sent_bytes"] == 150, e

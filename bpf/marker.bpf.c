@@ -26,7 +26,8 @@ int marker_task_begin(struct pt_regs *ctx)
 	tc.source = CONTEXT_MARKER;
 	if (!(tc.flags & 1) && !TRACE_UNSAMPLED)
 		return 0;
-	segment_begin(&tc, SEGMENT_TASK, 0, bpf_ktime_get_ns());
+	u64 now = bpf_ktime_get_ns();
+	segment_begin(&tc, SEGMENT_TASK, 0, now, now);
 	return 0;
 }
 

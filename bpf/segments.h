@@ -169,7 +169,8 @@ static __always_inline int same_trace(const struct trace_context *a, const struc
 /* The current thread takes up work for `ctx`.  Work it was doing for
  * another trace ends here; a nested begin within the same trace (a server
  * calling downstream with the context it received) changes nothing. */
-static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk, u64 now)
+static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk,
+					  u64 start, u64 now)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid;
@@ -193,7 +194,7 @@ static __always_inline void segment_begin(const struct trace_context *ctx, u8 ro
 	fresh->tgid = pid_tgid >> 32;
 	fresh->tid = tid;
 	fresh->sk = sk;
-	fresh->start_ns = now;
+	fresh->start_ns = start;
 	fresh->in_ns = now;
 	fresh->role = role;
 	current_owner(&fresh->owner);
@@ -273,7 +274,7 @@ static __always_inline void segment_retransmit(u32 tid, u64 sk)
 
 #else
 static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk,
-					  u64 now) {}
+					  u64 start, u64 now) {}
 static __always_inline void segment_switch_out(u32 tid, u32 state, u64 now) {}
 static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now) {}
 static __always_inline void segment_socket_io(u32 tid, u64 sk, int sent) {}

@@ -37,6 +37,7 @@
 #include "tcp/rtt.bpf.c"
 #include "tcp/retransmit.bpf.c"
 #include "tcp/io.bpf.c"
+#include "tcp/reads.bpf.c"
 #endif
 
 /* Always: every other part charges its samples to these identities. */

@@ -87,11 +87,10 @@ def build_parser():
                        help="pod labels added to every per-service metric, from namespace,pod,"
                             "container,node (default namespace; each multiplies series)")
     agent.add_argument("--tcp-io", choices=probes.TCP_IO_MODES,
-                       help="where TCP exchanges and bytes (the service graph) come from: "
-                            "packets (cgroup_skb programs on the cgroup2 root, any kernel), "
-                            "syscalls (the send/receive tracepoints, 6.4+), or auto (default: "
-                            "packets, except when trace contexts are read off the wire on "
-                            "6.4+; packets that cannot attach fall back to syscalls)")
+                       help="where TCP exchanges and bytes (the service graph, wire traces) "
+                            "come from: packets (cgroup_skb programs on the cgroup2 root, any "
+                            "kernel), syscalls (the send/receive tracepoints, 6.4+), or auto "
+                            "(default: packets; where they cannot attach, syscalls)")
     agent.add_argument("--tracefs", metavar="DIR",
                        help="tracefs mount point (default: found, or mounted at /sys/kernel/tracing)")
     collector = sub.add_parser(

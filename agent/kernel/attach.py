@@ -25,7 +25,6 @@ class ProbeSet:
         """{probe: True when loaded and attached}, every probe asked for."""
         status = {p.name: p.name not in self.failed for p in self.selection.enabled}
         status.update({name: False for name in self.selection.missing})
-        status.update({name: False for name in self.selection.excluded})
         return status
 
     def variants(self):
@@ -41,8 +40,6 @@ def _report(selection, tracefs_root):
     for name, absent in selection.missing.items():
         log.warning("probe %s disabled: tracepoint %s not found in %s/events",
                     name, ", ".join(absent), tracefs_root)
-    for name, why in selection.excluded.items():
-        log.warning("probe %s disabled: %s", name, why)
 
 
 def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=False):

@@ -131,6 +131,13 @@ PACKET_VARIANTS = {
                     needs=tuple(dict.fromkeys(p.needs + ("tcp_connect",))))
     for p in CATALOGUE if p.name in ("tcp_exchanges", "tcp_bytes")
 }
+# Wire traces then learn which thread took a request from its reads
+# (bpf/tcp/reads.bpf.c): one hook on TCP reads only, instead of every send
+# and receive of every socket.
+PACKET_VARIANTS["trace_wire"] = replace(
+    next(p for p in CATALOGUE if p.name == "trace_wire"), packets=True,
+    required=PACKET_IO + ("tcp:tcp_rcv_space_adjust",),
+    raw_events=(("tcp_rcv_space_adjust", ("struct sock *",)),))
 TCP_IO_MODES = ("auto", "packets", "syscalls")
 
 
@@ -140,7 +147,6 @@ class Selection:
 
     enabled: list = field(default_factory=list)
     missing: dict = field(default_factory=dict)  # probe name -> missing tracepoints
-    excluded: dict = field(default_factory=dict)  # probe name -> why not, otherwise
     probe_defines: dict = field(default_factory=dict)  # probe name -> -D flags
 
     def variant(self, name):
@@ -195,17 +201,12 @@ def io_hooks_present(tracefs_root):
 def choose_tcp_io(requested, groups, tracefs_root, cgroup_root):
     """("packets" or "syscalls", why): where exchanges and bytes come from.
 
-    `auto` takes packets wherever cgroup v2 is mounted, except that trace
-    contexts read off the wire still need the send and receive tracepoints
-    to learn which thread took a request: with trace_wire wanted and those
-    tracepoints present (6.4+), the tracepoints serve all three.
+    `auto` takes packets wherever cgroup v2 is mounted.
     """
     if requested != "auto":
         return requested, "as configured (tcp_io)"
     if not cgroup_root:
         return "syscalls", "no cgroup2 mount to attach packet programs to"
-    if io_hooks_present(tracefs_root) and ("traces" in groups or "trace_wire" in groups):
-        return "syscalls", "trace contexts from the wire need the send/receive tracepoints"
     return "packets", f"packet programs on the cgroup2 root {cgroup_root}"
 
 
@@ -227,11 +228,6 @@ def select(groups, tracefs_root, btf=None, packets=False):
     wanted = [PACKET_VARIANTS.get(p.name, p) if packets else p
               for p in CATALOGUE if p.name in names]
     for probe in wanted:
-        if packets and probe.name == "trace_wire":
-            selection.excluded[probe.name] = (
-                "trace contexts from the wire need exchanges from the send/receive "
-                "tracepoints (tcp_io: syscalls, on kernels 6.4+)")
-            continue
         absent = [tp for tp in probe.required if not tracepoint_exists(tracefs_root, tp)]
         if absent:
             selection.missing[probe.name] = absent

@@ -150,15 +150,21 @@ static __always_inline struct tcp_sock_info *tcp_adopt(const void *sk)
  * the LRU). */
 #define PENDING_TRACE_TTL_NS 10000000000ULL
 
-/* A new request on the connection: the previous one's segment is over, and
- * if the request carried a trace context (seen by traceparent.bpf.c), the
- * current thread now works for that trace. */
-static __always_inline void trace_exchange_begins(struct tcp_sock_info *i, u64 sk, u64 now)
+/* A new request on the connection: the previous one's segment is over. */
+static __always_inline void trace_exchange_over(struct tcp_sock_info *i, u64 sk, u64 now)
 {
 	if (i->traced_tid) {
 		segment_connection_closed(i->traced_tid, sk, now);
 		i->traced_tid = 0;
 	}
+}
+
+/* The current thread took up the connection's new request: if it carried a
+ * trace context (seen by traceparent.h), the thread now works for that
+ * trace, since `start`. */
+static __always_inline void trace_exchange_taken(struct tcp_sock_info *i, u64 sk, u64 start,
+						 u64 now)
+{
 	u32 zero = 0;
 	u64 *seen = pending_seen.lookup(&zero);
 	if (!seen || (s64)(now - *seen) > (s64)PENDING_TRACE_TTL_NS)
@@ -171,7 +177,8 @@ static __always_inline void trace_exchange_begins(struct tcp_sock_info *i, u64 s
 		return;
 	struct trace_context ctx = *found;
 	pending_traces.delete(&f);
-	segment_begin(&ctx, i->edge.role == ROLE_CLIENT ? SEGMENT_CLIENT : SEGMENT_SERVER, sk, now);
+	segment_begin(&ctx, i->edge.role == ROLE_CLIENT ? SEGMENT_CLIENT : SEGMENT_SERVER, sk,
+		      start, now);
 	i->traced_tid = (u32)bpf_get_current_pid_tgid();
 }
 #endif
@@ -192,7 +199,15 @@ static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret
 			i->exchange_start_ns = now;
 			i->phase = PHASE_REQUEST;
 #ifdef TCP_TRACES
-			trace_exchange_begins(i, key, now);
+			trace_exchange_over(i, key, now);
+#ifdef TCP_PACKETS
+			/* A packet's program runs in softirq or in whatever
+			 * thread sends: the thread that reads on this socket
+			 * next takes up the trace (tcp/reads.bpf.c). */
+			i->await_reader = 1;
+#else
+			trace_exchange_taken(i, key, now, now);
+#endif
 #endif
 		}
 	} else if (i->phase != PHASE_IDLE) {

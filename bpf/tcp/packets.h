@@ -149,6 +149,12 @@ static __always_inline void tcp_packet(struct __sk_buff *skb, const u8 *h, u32 i
 #ifdef TCP_EXCHANGES
 	edge_track(i, key, fresh, !ingress);
 #endif
+#ifdef TCP_TRACES
+	/* A server's response leaving: its thread's segment has made progress
+	 * (the thread is known from the socket, whatever context this is). */
+	if (!ingress && i->traced_tid)
+		segment_socket_io(i->traced_tid, key, 1);
+#endif
 	tcp_packet_bytes(i, fresh, ingress);
 #ifdef TCP_RTT_ON_PACKETS
 	if (!tcp_rtt_skip()) {

@@ -29,7 +29,11 @@ static __always_inline int tcp_rtt_skip(void)
 		(*n)--;
 		return 1;
 	}
-	*n = RTT_SAMPLE_EVERY - 1;
+	/* The next sample comes after RTT_SAMPLE_EVERY/2 to 3*RTT_SAMPLE_EVERY/2
+	 * events, about RTT_SAMPLE_EVERY on average: a fixed period aliases with
+	 * periodic traffic (four events per request, say) and would sample the
+	 * same socket of every exchange and never its peer. */
+	*n = RTT_SAMPLE_EVERY / 2 + bpf_get_prandom_u32() % RTT_SAMPLE_EVERY;
 	return 0;
 }
 

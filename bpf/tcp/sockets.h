@@ -43,6 +43,8 @@ struct tcp_sock_info {
 	u32 received_end;   /* and arriving (see tcp/packets.h) */
 	u32 seq_seen;       /* which of the two are set */
 	u32 counter_slot;   /* 1 + the owner's tcp_bytes slot; 0: none claimed yet */
+	u32 await_reader;   /* a request began: its reader takes up its trace */
+	u32 pad2;
 #endif
 };
 

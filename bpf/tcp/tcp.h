@@ -15,7 +15,7 @@
 
 /* Exchanges and bytes come from packets (TCP_PACKETS, tcp/packets.h) or
  * from the send and receive tracepoints of 6.4+ (tcp/io.bpf.c). */
-#if defined(TRACE_WIRE) && defined(TCP_EXCHANGES) && !defined(TCP_PACKETS)
+#if defined(TRACE_WIRE) && defined(TCP_EXCHANGES)
 #define TCP_TRACES  /* trace contexts from the wire open segments at exchanges */
 #endif
 #if (defined(TCP_EXCHANGES_BTF) || defined(TCP_BYTES_BTF)) && !defined(TCP_PACKETS)

@@ -76,8 +76,12 @@ def test_bad_config_names_file_and_key(tmp_path):
 
 
 def test_unprivileged_start_names_missing_capabilities():
-    result = run_agent("--listen", "127.0.0.1:9999",
-                       preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+    # Root without a single capability: as unprivileged as a user, yet still
+    # able to reach a checkout under /root (another uid could not).
+    result = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--",
+                             sys.executable, "-m", "taskscope", "agent", "--listen",
+                             "127.0.0.1:9999"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "needs CAP_BPF and CAP_PERFMON" in result.stderr, result.stderr
 

@@ -21,14 +21,7 @@ static __always_inline void tcp_io(const void *sk, struct tcp_sock_info *i, int 
 #endif
 	segment_socket_io((u32)pid_tgid, (u64)sk, sent);
 #ifdef TCP_BYTES
-	u32 slot = counter_slot_of(pid_tgid >> 32);
-	struct tcp_bytes *b = tcp_bytes.lookup(&slot);
-	if (!b)
-		return;
-	if (sent)
-		b->sent_bytes += ret;
-	else
-		b->received_bytes += ret;
+	tcp_bytes_add(counter_slot_of(pid_tgid >> 32), ret, sent);
 #endif
 }
 

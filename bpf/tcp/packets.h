@@ -111,14 +111,7 @@ static __always_inline void tcp_packet_bytes(struct tcp_sock_info *i, u32 fresh,
 	if (!i->counter_slot)
 		i->counter_slot = 1 + ((i->owner.ident | i->owner.cgroup_id) ?
 				       claim_counter_slot(&i->owner) : 0);
-	u32 slot = i->counter_slot - 1;
-	struct tcp_bytes *b = tcp_bytes.lookup(&slot);
-	if (!b)
-		return;
-	if (ingress)
-		b->received_bytes += fresh;
-	else
-		b->sent_bytes += fresh;
+	tcp_bytes_add(i->counter_slot - 1, fresh, !ingress);
 #endif
 }
 

@@ -58,6 +58,19 @@ BPF_PERCPU_ARRAY(tcp_bytes, struct tcp_bytes, MAX_COUNTER_SLOTS);
 BPF_HASH(tcp_connect_latency, struct tcp_hist_key, struct hist_value, TCP_HIST_ENTRIES);
 BPF_HASH(tcp_rtt, struct tcp_hist_key, struct hist_value, TCP_HIST_ENTRIES);
 
+/* Add `bytes` sent (or received) to the per-CPU counters of a counter slot
+ * (counter_slots.h): an inlined array lookup and an add. */
+static __always_inline void tcp_bytes_add(u32 slot, u64 bytes, int sent)
+{
+	struct tcp_bytes *b = tcp_bytes.lookup(&slot);
+	if (!b)
+		return;
+	if (sent)
+		b->sent_bytes += bytes;
+	else
+		b->received_bytes += bytes;
+}
+
 static __always_inline struct tcp_counters *tcp_counters_of(struct owner *o)
 {
 	struct tcp_counters zero = {};

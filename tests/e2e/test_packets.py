@@ -39,6 +39,19 @@ while True:
     conn.close()
 """
 
+# Keep-alive: argv[3] requests of argv[4] bytes, each awaiting argv[5] bytes.
+CLIENT = """
+import socket, sys
+requests, size, answer = (int(a) for a in sys.argv[3:6])
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+for _ in range(requests):
+    s.sendall(b"q" * size)
+    got = 0
+    while got < answer:
+        got += len(s.recv(4096))
+s.close()
+"""
+
 
 @pytest.fixture(scope="module")
 def packet_agent(tmp_path_factory):
@@ -94,16 +107,7 @@ def test_the_agent_reads_exchanges_from_packets(packet_agent):
 
 def test_keep_alive_exchanges_both_sides_and_exact_bytes(packet_agent, server):
     ip, port = server("pk-server")
-    run_named("pk-client", """
-        import socket, sys
-        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-        for _ in range(12):
-            s.sendall(b"q" * 300)
-            got = 0
-            while got < 100:
-                got += len(s.recv(4096))
-        s.close()
-    """, ip, port)
+    run_named("pk-client", CLIENT, ip, port, 12, 300, 100)
     settle(packet_agent)
     e = edge(packet_agent, "pk-client", "pk-server")
     assert e, packet_agent.get("/api/graph?window=15m")[2]
@@ -163,16 +167,7 @@ def test_retransmitted_payload_is_counted_once(packet_agent, server, netns_pair)
             "--every", "3", "--packet", "0", "-j", "DROP"]
     sh("ip", "netns", "exec", netns_pair["ns"], "iptables", "-I", *rule)
     try:
-        run_named("pk-lossy-client", """
-            import socket, sys
-            s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-            for _ in range(6):
-                s.sendall(b"q" * 2000)
-                got = 0
-                while got < 100:
-                    got += len(s.recv(4096))
-            s.close()
-        """, ip, port)
+        run_named("pk-lossy-client", CLIENT, ip, port, 6, 2000, 100)
     finally:
         sh("ip", "netns", "exec", netns_pair["ns"], "iptables", "-D", *rule, check=False)
     settle(packet_agent)
@@ -187,16 +182,7 @@ def test_forced_syscall_variant_draws_the_same_edge(server, tmp_path):
     agent = Agent("--probes", "sched,tcp", "--tcp-io", "syscalls", log_path=tmp_path / "a.log")
     try:
         ip, port = server("sc-server")
-        run_named("sc-client", """
-            import socket, sys
-            s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-            for _ in range(5):
-                s.sendall(b"q" * 30)
-                got = 0
-                while got < 100:
-                    got += len(s.recv(4096))
-            s.close()
-        """, ip, port)
+        run_named("sc-client", CLIENT, ip, port, 5, 30, 100)
         settle(agent)
         samples = agent.scrape()
         e = edge(agent, "sc-client", "sc-server")

@@ -177,12 +177,14 @@ static __always_inline void trace_skb(struct __sk_buff *skb, const u8 *h, u32 ip
 	u64 len = skb->len - off;
 	if (len > SCAN_BYTES)
 		len = SCAN_BYTES;
-	u64 rest = len - REQUEST_MIN;
-	/* Bounds the verifier can see, whatever clang made of the above. */
-	asm volatile("" : "+r"(rest));
-	if (rest > SCAN_BYTES - REQUEST_MIN)
-		return;
-	if (rest && bpf_skb_load_bytes(skb, off + REQUEST_MIN, buf->bytes + REQUEST_MIN, rest))
+	/* The rest, less one: bounds the verifier can see whatever clang made of
+	 * the above, and a size of at least one byte, which verifiers before
+	 * 6.x cannot learn from a test against zero (6.1 refuses the program
+	 * with "invalid access to map value ... size=0"). */
+	u64 more = len - REQUEST_MIN - 1;
+	asm volatile("" : "+r"(more));
+	if (more < SCAN_BYTES - REQUEST_MIN &&
+	    bpf_skb_load_bytes(skb, off + REQUEST_MIN, buf->bytes + REQUEST_MIN, more + 1))
 		return;
 	struct trace_context tc = {};
 	if (find_trace_context(&tc, buf, len) || (!(tc.flags & 1) && !TRACE_UNSAMPLED))

@@ -25,6 +25,7 @@ class ProbeSet:
         """{probe: True when loaded and attached}, every probe asked for."""
         status = {p.name: p.name not in self.failed for p in self.selection.enabled}
         status.update({name: False for name in self.selection.missing})
+        status.update({name: False for name in self.failed})
         return status
 
     def variants(self):
@@ -45,23 +46,36 @@ def _report(selection, tracefs_root):
 def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=False):
     """Select, compile and attach the probes of `groups`; a ProbeSet."""
     mode, why = probes.choose_tcp_io(tcp_io, groups, tracefs_root, cgroup_root)
-    selection = probes.select(groups, tracefs_root, btf, packets=mode == "packets")
-    if any(p.packets for p in selection.enabled):
-        log.info("TCP exchanges and bytes from packets: %s", why)
-    elif any(p.name in probes.PACKET_VARIANTS for p in selection.enabled):
-        log.info("TCP exchanges and bytes from the send/receive tracepoints: %s", why)
+    selection = probes.select(groups, tracefs_root, btf, tcp_io=mode)
+    if any(p.name in probes.PACKET_VARIANTS for p in selection.enabled):
+        source = {"packets": "packets", "kprobes": "kprobes on tcp_sendmsg/tcp_recvmsg"}.get(
+            mode, "the send/receive tracepoints")
+        log.info("TCP exchanges and bytes from %s: %s", source, why)
     bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled)
     hooks = None
     if selection.uses_packets:
         try:
             hooks = PacketHooks(bpf, cgroup_root)
         except ProbeLoadError as exc:
-            users = [p.name for p in selection.enabled if p.packets or p.name == "trace_wire"]
-            if mode == "packets" and tcp_io == "auto" and probes.io_hooks_present(tracefs_root):
-                log.error("packet programs cannot be used, so exchanges and bytes come from "
-                          "the send/receive tracepoints instead: %s", exc)
+            if any(p.name == "trace_wire" for p in selection.enabled) and \
+                    any(p.packets for p in selection.enabled):
+                # The wire's parser is the larger part of the packet
+                # programs: without it, the graph may still load.
+                log.error("probe trace_wire disabled, and the packet programs tried again "
+                          "without it: %s", exc)
                 bpf.cleanup()
-                return load(groups, tracefs_root, btf, cgroup_root, "syscalls", trace_unsampled)
+                rest = [p.name for p in selection.enabled if p.name != "trace_wire"]
+                probe_set = load(rest, tracefs_root, btf, cgroup_root, tcp_io, trace_unsampled)
+                probe_set.failed["trace_wire"] = str(exc)
+                return probe_set
+            users = [p.name for p in selection.enabled if p.packets or p.name == "trace_wire"]
+            fallback = probes.fallback_tcp_io(tracefs_root)
+            if mode == "packets" and tcp_io == "auto" and fallback:
+                log.error("packet programs cannot be used, so exchanges and bytes come from "
+                          "%s instead: %s", "kprobes" if fallback == "kprobes" else
+                          "the send/receive tracepoints", exc)
+                bpf.cleanup()
+                return load(groups, tracefs_root, btf, cgroup_root, fallback, trace_unsampled)
             log.error("probes %s disabled: %s", ", ".join(users), exc)
             failed.update({name: str(exc) for name in users})
     _report(selection, tracefs_root)

@@ -7,6 +7,7 @@ so the C can pick a fallback.
 """
 
 import logging
+import os
 from dataclasses import dataclass, field, replace
 
 from taskscope.agent.kernel.btf import BTFError
@@ -35,6 +36,8 @@ class Probe:
     needs: tuple = ()
     # Fed by the packet programs (bpf/packets.bpf.c), not by tracepoints.
     packets: bool = False
+    # Fed by kprobes on tcp_sendmsg/tcp_recvmsg (bpf/tcp/io.bpf.c).
+    kprobes: bool = False
 
 
 # The raw send and receive hooks, shared by tcp_exchanges and tcp_bytes.
@@ -138,7 +141,16 @@ PACKET_VARIANTS["trace_wire"] = replace(
     next(p for p in CATALOGUE if p.name == "trace_wire"), packets=True,
     required=PACKET_IO + ("tcp:tcp_rcv_space_adjust",),
     raw_events=(("tcp_rcv_space_adjust", ("struct sock *",)),))
-TCP_IO_MODES = ("auto", "packets", "syscalls")
+# Kernels before 6.4 whose packet programs cannot be used (no cgroup v2, say)
+# but that have kprobes: tcp_sendmsg and tcp_recvmsg, entry and return.
+KPROBE_FUNCTIONS = ("tcp_sendmsg", "tcp_recvmsg")
+KPROBE_VARIANTS = {
+    p.name: replace(p, required=PACKET_IO, raw_events=(), kprobes=True,
+                    fields=p.fields if p.name == "tcp_exchanges" else (),
+                    needs=tuple(dict.fromkeys(p.needs + ("tcp_connect",))))
+    for p in CATALOGUE if p.name in ("tcp_exchanges", "tcp_bytes")
+}
+TCP_IO_MODES = ("auto", "packets", "syscalls", "kprobes")
 
 
 @dataclass
@@ -154,6 +166,8 @@ class Selection:
         probe = next(p for p in self.enabled if p.name == name)
         if probe.packets or (name == "tcp_rtt" and any(p.packets for p in self.enabled)):
             return "packets"  # RTT is sampled on the packets too (bpf/tcp/rtt.h)
+        if probe.kprobes:
+            return "kprobes"
         raw = f"{probe.define}_BTF" in self.probe_defines[name] and probe.raw_events
         return "raw_tracepoints" if raw else "tracepoints"
 
@@ -198,6 +212,27 @@ def io_hooks_present(tracefs_root):
     return all(tracepoint_exists(tracefs_root, f"sock:{event}") for event, _ in SOCK_IO_RAW_EVENTS)
 
 
+def kprobes_present(tracefs_root):
+    """True where the kernel has kprobes and tcp_sendmsg/tcp_recvmsg can take
+    them (listed in available_filter_functions)."""
+    if not os.path.exists(os.path.join(tracefs_root, "kprobe_events")):
+        return False
+    try:
+        with open(os.path.join(tracefs_root, "available_filter_functions")) as f:
+            names = {line.split()[0] for line in f if line.strip()}
+    except OSError:
+        return False
+    return all(name in names for name in KPROBE_FUNCTIONS)
+
+
+def fallback_tcp_io(tracefs_root):
+    """Where exchanges and bytes come from when packets cannot: the
+    send/receive tracepoints (6.4+), else kprobes, else nowhere (None)."""
+    if io_hooks_present(tracefs_root):
+        return "syscalls"
+    return "kprobes" if kprobes_present(tracefs_root) else None
+
+
 def choose_tcp_io(requested, groups, tracefs_root, cgroup_root):
     """("packets" or "syscalls", why): where exchanges and bytes come from.
 
@@ -206,17 +241,20 @@ def choose_tcp_io(requested, groups, tracefs_root, cgroup_root):
     if requested != "auto":
         return requested, "as configured (tcp_io)"
     if not cgroup_root:
-        return "syscalls", "no cgroup2 mount to attach packet programs to"
+        return (fallback_tcp_io(tracefs_root) or "syscalls",
+                "no cgroup2 mount to attach packet programs to")
     return "packets", f"packet programs on the cgroup2 root {cgroup_root}"
 
 
-def select(groups, tracefs_root, btf=None, packets=False):
+def select(groups, tracefs_root, btf=None, tcp_io="syscalls"):
     """Pick the probes named by `groups` (group or probe names) whose
     tracepoints the kernel has.
 
     With the kernel's BTF, probes that have a raw-tracepoint variant use it.
-    With `packets`, exchanges and bytes come from the packet programs.
+    `tcp_io` (packets, syscalls, kprobes) says where exchanges and bytes
+    come from.
     """
+    variants = {"packets": PACKET_VARIANTS, "kprobes": KPROBE_VARIANTS}.get(tcp_io, {})
     selection = Selection()
     names = {p.name for p in CATALOGUE
              if p.group == "core" or p.group in groups or p.name in groups}
@@ -225,8 +263,7 @@ def select(groups, tracefs_root, btf=None, packets=False):
         if not more:
             break
         names |= more
-    wanted = [PACKET_VARIANTS.get(p.name, p) if packets else p
-              for p in CATALOGUE if p.name in names]
+    wanted = [variants.get(p.name, p) for p in CATALOGUE if p.name in names]
     for probe in wanted:
         absent = [tp for tp in probe.required if not tracepoint_exists(tracefs_root, tp)]
         if absent:
@@ -235,6 +272,7 @@ def select(groups, tracefs_root, btf=None, packets=False):
         selection.enabled.append(probe)
         defines = [probe.define] if probe.define else []
         defines += ["TCP_PACKETS"] if probe.packets else []
+        defines += ["TCP_KPROBES"] if probe.kprobes else []
         defines += btf_defines(probe, btf)
         defines += [_have_define(tp) for tp in probe.optional
                     if tracepoint_exists(tracefs_root, tp)]

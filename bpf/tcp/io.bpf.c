@@ -1,7 +1,9 @@
 /* Sends and receives on every socket (sock:sock_send_length and
- * sock:sock_recv_length, 6.4+): bytes per service (tcp_bytes), the service
- * graph's exchanges (tcp_exchanges), RTT samples where they run raw, and a
- * traced thread's network waits. */
+ * sock:sock_recv_length, 6.4+), or on TCP sockets through kprobes on
+ * tcp_sendmsg and tcp_recvmsg (TCP_KPROBES, for kernels before 6.4 whose
+ * cgroup_skb programs cannot be used): bytes per service (tcp_bytes), the
+ * service graph's exchanges (tcp_exchanges), RTT samples where they run
+ * raw, and a traced thread's network waits. */
 
 #include "../counter_slots.h"
 #include "../segments.h"
@@ -25,7 +27,63 @@ static __always_inline void tcp_io(const void *sk, struct tcp_sock_info *i, int 
 #endif
 }
 
-#ifdef TCP_IO_RAW
+#if defined(TCP_KPROBES)
+/* A call of tcp_sendmsg or tcp_recvmsg in progress, per thread: its socket,
+ * kept from entry to return, where the bytes are known. */
+BPF_TABLE("lru_hash", u32, u64, tcp_io_calls, 16384);
+
+static __always_inline int tcp_call_enter(struct pt_regs *ctx)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u64 sk = PT_REGS_PARM1(ctx);
+	tcp_io_calls.update(&tid, &sk);
+	return 0;
+}
+
+static __always_inline int tcp_call_return(struct pt_regs *ctx, int sent)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u64 *found = tcp_io_calls.lookup(&tid);
+	if (!found)
+		return 0;
+	u64 key = *found;
+	tcp_io_calls.delete(&tid);
+	int ret = PT_REGS_RC(ctx);
+	if (ret <= 0)
+		return 0;
+	struct tcp_sock_info *i = tcp_socket_lookup(key);
+#ifdef TCP_EXCHANGES_BTF
+	if (!i)
+		i = tcp_adopt((const void *)key);
+#endif
+#ifdef TCP_RTT_ON_IO
+	if (i && !tcp_rtt_skip())
+		tcp_rtt_read((const void *)key, i);
+#endif
+	tcp_io((const void *)key, i, ret, sent);
+	return 0;
+}
+
+int kprobe__tcp_sendmsg(struct pt_regs *ctx)
+{
+	return tcp_call_enter(ctx);
+}
+
+int kretprobe__tcp_sendmsg(struct pt_regs *ctx)
+{
+	return tcp_call_return(ctx, 1);
+}
+
+int kprobe__tcp_recvmsg(struct pt_regs *ctx)
+{
+	return tcp_call_enter(ctx);
+}
+
+int kretprobe__tcp_recvmsg(struct pt_regs *ctx)
+{
+	return tcp_call_return(ctx, 0);
+}
+#elif defined(TCP_IO_RAW)
 /* Raw tracepoints: a classic one formats its fields on every call, which
  * costs more than this whole program.  A socket found in its array slot is
  * tracked, so TCP; any other has its protocol read (one helper call), then

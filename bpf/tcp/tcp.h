@@ -19,7 +19,7 @@
 #define TCP_TRACES  /* trace contexts from the wire open segments at exchanges */
 #endif
 #if (defined(TCP_EXCHANGES_BTF) || defined(TCP_BYTES_BTF)) && !defined(TCP_PACKETS)
-#define TCP_IO_RAW  /* sends and receives hooked as raw tracepoints */
+#define TCP_IO_RAW  /* sends and receives hooked as raw tracepoints (or kprobes) */
 #endif
 
 #define TCP_STATE_ESTABLISHED 1

@@ -54,20 +54,13 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
     bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled)
     hooks = None
     if selection.uses_packets:
+        wire = any(p.name == "trace_wire" for p in selection.enabled) and \
+            "trace_wire" not in failed
         try:
-            hooks = PacketHooks(bpf, cgroup_root)
+            hooks = PacketHooks(bpf, cgroup_root, wire=wire)
+            if hooks.wire_error:
+                failed["trace_wire"] = str(hooks.wire_error)
         except ProbeLoadError as exc:
-            if any(p.name == "trace_wire" for p in selection.enabled) and \
-                    any(p.packets for p in selection.enabled):
-                # The wire's parser is the larger part of the packet
-                # programs: without it, the graph may still load.
-                log.error("probe trace_wire disabled, and the packet programs tried again "
-                          "without it: %s", exc)
-                bpf.cleanup()
-                rest = [p.name for p in selection.enabled if p.name != "trace_wire"]
-                probe_set = load(rest, tracefs_root, btf, cgroup_root, tcp_io, trace_unsampled)
-                probe_set.failed["trace_wire"] = str(exc)
-                return probe_set
             users = [p.name for p in selection.enabled if p.packets or p.name == "trace_wire"]
             fallback = probes.fallback_tcp_io(tracefs_root)
             if mode == "packets" and tcp_io == "auto" and fallback:

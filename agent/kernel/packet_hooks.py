@@ -2,10 +2,11 @@
 
 cgroup_skb programs on the root see the packets of every socket on the
 node, in every container and network namespace: the TCP exchanges, bytes
-and RTT of the service graph (TCP_PACKETS) and the trace contexts of HTTP
-requests (trace_wire).  They are attached through BPF links: a link goes
-away with the agent's file descriptor, so a killed agent leaves no program
-behind (a plain BPF_PROG_ATTACH would).
+and RTT of the service graph (TCP_PACKETS) and, through a tail call into
+the wire programs, the trace contexts of HTTP requests (trace_wire).  They
+are attached through BPF links: a link goes away with the agent's file
+descriptor, so a killed agent leaves no program behind (a plain
+BPF_PROG_ATTACH would).
 """
 
 import ctypes
@@ -22,6 +23,8 @@ BPF_CGROUP_INET_INGRESS = 0
 BPF_CGROUP_INET_EGRESS = 1
 PROGRAMS = (("packet_ingress", BPF_CGROUP_INET_INGRESS),
             ("packet_egress", BPF_CGROUP_INET_EGRESS))
+# Tail-call targets of the packet programs, by their index in packet_wire.
+WIRE_PROGRAMS = ("wire_ingress", "wire_egress")
 VERIFIER_LOG_BYTES = 1 << 22
 VERIFIER_LINES = 8
 
@@ -73,13 +76,18 @@ def load_program(bpf, name, prog_type):
 
 
 class PacketHooks:
-    """Holds the links; close() detaches."""
+    """Holds the links; close() detaches.  With `wire`, the trace-context
+    readers are loaded too; if the verifier refuses them, only they are lost
+    (`wire_error` says why) and the packet programs run without them."""
 
-    def __init__(self, bpf, cgroup_root):
+    def __init__(self, bpf, cgroup_root, wire=False):
         if not cgroup_root:
             raise ProbeLoadError("no cgroup2 mount found: packets cannot be seen "
                                  "(mount cgroup2, e.g. at /sys/fs/cgroup)")
         self.links = []
+        self.wire_error = None
+        if wire:
+            self._load_wire(bpf)
         lib = _libbcc()
         cgroup_fd = os.open(cgroup_root, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -101,6 +109,16 @@ class PacketHooks:
         finally:
             os.close(cgroup_fd)
         log.info("seeing the packets of every socket under %s", cgroup_root)
+
+    def _load_wire(self, bpf):
+        try:
+            table = bpf.get_table("packet_wire")
+            for index, name in enumerate(WIRE_PROGRAMS):
+                program = load_program(bpf, name, bpf.CGROUP_SKB)
+                table[ctypes.c_int(index)] = ctypes.c_int(program.fd)
+        except ProbeLoadError as exc:
+            self.wire_error = exc
+            log.error("probe trace_wire disabled: %s", exc)
 
     def close(self):
         for link in self.links:

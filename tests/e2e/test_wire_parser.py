@@ -43,7 +43,7 @@ class KernelParser:
         selection = probes.select(["traces"], tracefs.find_tracefs(None), btf.load_vmlinux())
         self.bpf = bcc.BPF(text=bpf_module.module_text(),
                            cflags=kernel_abi.cflags(selection.defines()))
-        self.fd = self.bpf.load_func(b"packet_ingress", bcc.BPF.CGROUP_SKB).fd
+        self.fd = self.bpf.load_func(b"wire_ingress", bcc.BPF.CGROUP_SKB).fd
         self.lib = ctypes.CDLL("libbcc.so.0", use_errno=True)
         self.lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(RunOpts)]
         self.pending = self.bpf[b"pending_traces"]

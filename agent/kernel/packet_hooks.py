@@ -65,6 +65,9 @@ def load_program(bpf, name, prog_type):
         lines = [line for line in buf.value.decode("utf-8", "replace").splitlines() if line]
         if err == errno.EPERM and _lacks_net_admin():
             why = "cgroup_skb programs need CAP_NET_ADMIN"
+        elif err == errno.E2BIG:
+            why = ("the verifier gave up: the program needs more than the one million "
+                   "instructions this kernel's verifier checks (E2BIG)")
         elif lines:
             why = "the verifier refused it:\n    " + "\n    ".join(lines[-VERIFIER_LINES:])
         else:

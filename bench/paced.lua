@@ -1,5 +1,6 @@
--- wrk: each connection waits 1 ms before each request, so the offered load
--- is about 1,000 requests/s per connection (bench/overhead --load half).
+-- wrk: each connection waits 1 ms before each request, so it offers at most
+-- 1,000 requests/s, fewer by the request's own latency; bench/overhead
+-- --load half measures what one offers and picks how many to open.
 function delay()
    return 1
 end

@@ -80,8 +80,10 @@ MAX_ENV_SCAN = 128
 # many per CPU.
 RTT_SAMPLE_EVERY = 8
 # Trace contexts are looked for in the first this many payload bytes of a
-# request (a power of two).
+# request (a power of two); SCAN_BYTES_SMALL where the kernel's verifier
+# gives up on the larger reader (6.1: E2BIG at 512, accepted at 256).
 SCAN_BYTES = 512
+SCAN_BYTES_SMALL = 256
 # Finished trace segments: ring buffer size (pages) and a per-CPU rate cap.
 SEGMENT_RING_PAGES = 64
 SEGMENT_EVENTS_PER_SEC = 2000
@@ -119,11 +121,11 @@ def pid_slots(path="/proc/sys/kernel/pid_max"):
         return MAX_PID_SLOTS
 
 
-def cflags(defines=(), pid_max_slots=None, trace_unsampled=False):
+def cflags(defines=(), pid_max_slots=None, trace_unsampled=False, scan_bytes=SCAN_BYTES):
     """The -D flags every probe is compiled with, plus probe-specific ones."""
     flags = [
         f"-DTRACE_UNSAMPLED={int(trace_unsampled)}",
-        f"-DSCAN_BYTES={SCAN_BYTES}",
+        f"-DSCAN_BYTES={scan_bytes}",
         f"-DSEGMENT_RING_PAGES={SEGMENT_RING_PAGES}",
         f"-DSEGMENT_EVENTS_PER_SEC={SEGMENT_EVENTS_PER_SEC}",
         "-Werror=implicit-function-declaration",

@@ -7,8 +7,9 @@ on kernels that have them."""
 import logging
 from dataclasses import dataclass
 
+from taskscope.agent import kernel_abi
 from taskscope.agent.kernel import loader, probes
-from taskscope.agent.kernel.packet_hooks import PacketHooks
+from taskscope.agent.kernel.packet_hooks import PacketHooks, VerifierGaveUp
 from taskscope.records.errors import ProbeLoadError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def _report(selection, tracefs_root):
                     name, ", ".join(absent), tracefs_root)
 
 
-def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=False):
+def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=False,
+         scan_bytes=kernel_abi.SCAN_BYTES):
     """Select, compile and attach the probes of `groups`; a ProbeSet."""
     mode, why = probes.choose_tcp_io(tcp_io, groups, tracefs_root, cgroup_root)
     selection = probes.select(groups, tracefs_root, btf, tcp_io=mode)
@@ -51,13 +53,22 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
         source = {"packets": "packets", "kprobes": "kprobes on tcp_sendmsg/tcp_recvmsg"}.get(
             mode, "the send/receive tracepoints")
         log.info("TCP exchanges and bytes from %s: %s", source, why)
-    bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled)
+    bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled, scan_bytes=scan_bytes)
     hooks = None
     if selection.uses_packets:
         wire = any(p.name == "trace_wire" for p in selection.enabled) and \
             "trace_wire" not in failed
         try:
             hooks = PacketHooks(bpf, cgroup_root, wire=wire)
+            if isinstance(hooks.wire_error, VerifierGaveUp) and \
+                    scan_bytes > kernel_abi.SCAN_BYTES_SMALL:
+                log.warning("trace contexts will be looked for in the first %d bytes of a "
+                            "request, not %d: this kernel's verifier gave up on the larger "
+                            "reader", kernel_abi.SCAN_BYTES_SMALL, scan_bytes)
+                hooks.close()
+                bpf.cleanup()
+                return load(groups, tracefs_root, btf, cgroup_root, tcp_io, trace_unsampled,
+                            kernel_abi.SCAN_BYTES_SMALL)
             if hooks.wire_error:
                 failed["trace_wire"] = str(hooks.wire_error)
         except ProbeLoadError as exc:
@@ -68,7 +79,8 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
                           "%s instead: %s", "kprobes" if fallback == "kprobes" else
                           "the send/receive tracepoints", exc)
                 bpf.cleanup()
-                return load(groups, tracefs_root, btf, cgroup_root, fallback, trace_unsampled)
+                return load(groups, tracefs_root, btf, cgroup_root, fallback, trace_unsampled,
+                            scan_bytes)
             log.error("probes %s disabled: %s", ", ".join(users), exc)
             failed.update({name: str(exc) for name in users})
     _report(selection, tracefs_root)

@@ -95,13 +95,14 @@ def module_text(entry=ENTRY):
     return _expand(entry, ()).encode()
 
 
-def _compile(bcc, selection, probes, trace_unsampled):
+def _compile(bcc, selection, probes, trace_unsampled, scan_bytes):
     return bcc.BPF(text=module_text(),
                    cflags=kernel_abi.cflags(selection.defines(probes),
-                                            trace_unsampled=trace_unsampled))
+                                            trace_unsampled=trace_unsampled,
+                                            scan_bytes=scan_bytes))
 
 
-def load(selection, trace_unsampled=False):
+def load(selection, trace_unsampled=False, scan_bytes=kernel_abi.SCAN_BYTES):
     """Compile and attach `selection`; returns (BPF object, probes that failed).
 
     Tracepoint programs attach here; cgroup and uprobe programs are attached
@@ -109,7 +110,7 @@ def load(selection, trace_unsampled=False):
     """
     bcc = import_bcc()
     try:
-        return _compile(bcc, selection, selection.enabled, trace_unsampled), {}
+        return _compile(bcc, selection, selection.enabled, trace_unsampled, scan_bytes), {}
     except Exception as exc:  # BCC raises bare Exception on compile/attach errors
         log.warning("loading all probes together failed (%s); trying each alone", exc)
     working, failed = [], {}
@@ -118,11 +119,11 @@ def load(selection, trace_unsampled=False):
         if probe.group == "core":
             continue
         try:
-            _compile(bcc, selection, core + [probe], trace_unsampled).cleanup()
+            _compile(bcc, selection, core + [probe], trace_unsampled, scan_bytes).cleanup()
             working.append(probe)
         except Exception as exc:
             log.error("probe %s cannot load and is disabled: %s", probe.name, exc)
             failed[probe.name] = str(exc)
     if not working:
         raise ProbeLoadError("no probe could be loaded; see the errors above")
-    return _compile(bcc, selection, core + working, trace_unsampled), failed
+    return _compile(bcc, selection, core + working, trace_unsampled, scan_bytes), failed

@@ -26,6 +26,10 @@ PROGRAMS = (("packet_ingress", BPF_CGROUP_INET_INGRESS),
 # Tail-call targets of the packet programs, by their index in packet_wire.
 WIRE_PROGRAMS = ("wire_ingress", "wire_egress")
 VERIFIER_LOG_BYTES = 1 << 22
+
+
+class VerifierGaveUp(ProbeLoadError):
+    """The program is too complex for this kernel's verifier (E2BIG)."""
 VERIFIER_LINES = 8
 
 
@@ -62,12 +66,13 @@ def load_program(bpf, name, prog_type):
                            lib.bpf_module_kern_version(bpf.module), 0, buf, len(buf), None, -1)
     if fd < 0:
         err = ctypes.get_errno()
+        if err == errno.E2BIG:
+            raise VerifierGaveUp(f"cannot load {name}: the verifier gave up: the program needs "
+                                 "more than the one million instructions this kernel's "
+                                 "verifier checks (E2BIG)")
         lines = [line for line in buf.value.decode("utf-8", "replace").splitlines() if line]
         if err == errno.EPERM and _lacks_net_admin():
             why = "cgroup_skb programs need CAP_NET_ADMIN"
-        elif err == errno.E2BIG:
-            why = ("the verifier gave up: the program needs more than the one million "
-                   "instructions this kernel's verifier checks (E2BIG)")
         elif lines:
             why = "the verifier refused it:\n    " + "\n    ".join(lines[-VERIFIER_LINES:])
         else:

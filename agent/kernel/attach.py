@@ -70,6 +70,7 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
                 return load(groups, tracefs_root, btf, cgroup_root, tcp_io, trace_unsampled,
                             kernel_abi.SCAN_BYTES_SMALL)
             if hooks.wire_error:
+                log.error("probe trace_wire disabled: %s", hooks.wire_error)
                 failed["trace_wire"] = str(hooks.wire_error)
         except ProbeLoadError as exc:
             users = [p.name for p in selection.enabled if p.packets or p.name == "trace_wire"]

@@ -125,8 +125,7 @@ class PacketHooks:
                 program = load_program(bpf, name, bpf.CGROUP_SKB)
                 table[ctypes.c_int(index)] = ctypes.c_int(program.fd)
         except ProbeLoadError as exc:
-            self.wire_error = exc
-            log.error("probe trace_wire disabled: %s", exc)
+            self.wire_error = exc  # the caller decides: try again smaller, or go without
 
     def close(self):
         for link in self.links:

@@ -1,8 +1,8 @@
 """The probe set, loaded and attached whole: BCC attaches the tracepoint
 programs as it loads them; the packet programs are attached here, and where
 they cannot be (no cgroup v2, a verifier that refuses them, a missing
-capability) exchanges and bytes fall back to the send/receive tracepoints,
-on kernels that have them."""
+capability) exchanges and bytes fall back to the send/receive tracepoints
+(6.4+), else to kprobes, on kernels that have them."""
 
 import logging
 from dataclasses import dataclass
@@ -49,13 +49,14 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
     """Select, compile and attach the probes of `groups`; a ProbeSet."""
     mode, why = probes.choose_tcp_io(tcp_io, groups, tracefs_root, cgroup_root)
     selection = probes.select(groups, tracefs_root, btf, tcp_io=mode)
-    if any(p.name in probes.PACKET_VARIANTS for p in selection.enabled):
+    if any(p.name in probes.TCP_IO_PROBES for p in selection.enabled):
         source = {"packets": "packets", "kprobes": "kprobes on tcp_sendmsg/tcp_recvmsg"}.get(
             mode, "the send/receive tracepoints")
         log.info("TCP exchanges and bytes from %s: %s", source, why)
     bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled, scan_bytes=scan_bytes)
     hooks = None
-    if selection.uses_packets:
+    users = selection.packet_users
+    if users:
         wire = any(p.name == "trace_wire" for p in selection.enabled) and \
             "trace_wire" not in failed
         try:
@@ -73,7 +74,6 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
                 log.error("probe trace_wire disabled: %s", hooks.wire_error)
                 failed["trace_wire"] = str(hooks.wire_error)
         except ProbeLoadError as exc:
-            users = [p.name for p in selection.enabled if p.packets or p.name == "trace_wire"]
             fallback = probes.fallback_tcp_io(tracefs_root)
             if mode == "packets" and tcp_io == "auto" and fallback:
                 log.error("packet programs cannot be used, so exchanges and bytes come from "

@@ -26,11 +26,11 @@ PROGRAMS = (("packet_ingress", BPF_CGROUP_INET_INGRESS),
 # Tail-call targets of the packet programs, by their index in packet_wire.
 WIRE_PROGRAMS = ("wire_ingress", "wire_egress")
 VERIFIER_LOG_BYTES = 1 << 22
+VERIFIER_LINES = 8
 
 
 class VerifierGaveUp(ProbeLoadError):
     """The program is too complex for this kernel's verifier (E2BIG)."""
-VERIFIER_LINES = 8
 
 
 def _libbcc():

@@ -128,12 +128,21 @@ PROBE_NAMES = tuple(p.name for p in CATALOGUE if p.group != "core")
 # receive tracepoints (6.4+) nor a program on every send and receive; the
 # state tracepoint still names each socket's owner.
 PACKET_IO = ("sock:inet_sock_set_state",)
-PACKET_VARIANTS = {
-    p.name: replace(p, required=PACKET_IO, raw_events=(), packets=True,
-                    fields=p.fields if p.name == "tcp_exchanges" else (),
-                    needs=tuple(dict.fromkeys(p.needs + ("tcp_connect",))))
-    for p in CATALOGUE if p.name in ("tcp_exchanges", "tcp_bytes")
-}
+# The probes fed by every send and receive in the send/receive design.
+TCP_IO_PROBES = ("tcp_exchanges", "tcp_bytes")
+
+
+def _io_variants(**fed_by):
+    """tcp_exchanges and tcp_bytes fed otherwise than by the send/receive
+    tracepoints: the state tracepoint alone, the socket table (tcp_connect),
+    and for exchanges the BTF offsets that key listeners by namespace."""
+    return {p.name: replace(p, required=PACKET_IO, raw_events=(),
+                            fields=p.fields if p.name == "tcp_exchanges" else (),
+                            needs=tuple(dict.fromkeys(p.needs + ("tcp_connect",))), **fed_by)
+            for p in CATALOGUE if p.name in TCP_IO_PROBES}
+
+
+PACKET_VARIANTS = _io_variants(packets=True)
 # Wire traces then learn which thread took a request from its reads
 # (bpf/tcp/reads.bpf.c): one hook on TCP reads only, instead of every send
 # and receive of every socket.
@@ -144,12 +153,7 @@ PACKET_VARIANTS["trace_wire"] = replace(
 # Kernels before 6.4 whose packet programs cannot be used (no cgroup v2, say)
 # but that have kprobes: tcp_sendmsg and tcp_recvmsg, entry and return.
 KPROBE_FUNCTIONS = ("tcp_sendmsg", "tcp_recvmsg")
-KPROBE_VARIANTS = {
-    p.name: replace(p, required=PACKET_IO, raw_events=(), kprobes=True,
-                    fields=p.fields if p.name == "tcp_exchanges" else (),
-                    needs=tuple(dict.fromkeys(p.needs + ("tcp_connect",))))
-    for p in CATALOGUE if p.name in ("tcp_exchanges", "tcp_bytes")
-}
+KPROBE_VARIANTS = _io_variants(kprobes=True)
 TCP_IO_MODES = ("auto", "packets", "syscalls", "kprobes")
 
 
@@ -172,9 +176,10 @@ class Selection:
         return "raw_tracepoints" if raw else "tracepoints"
 
     @property
-    def uses_packets(self):
-        """True when a probe needs the packet programs attached."""
-        return any(p.packets or p.name == "trace_wire" for p in self.enabled)
+    def packet_users(self):
+        """Probes that need the packet programs attached (trace_wire always
+        does: trace contexts are read off the packets)."""
+        return [p.name for p in self.enabled if p.packets or p.name == "trace_wire"]
 
     def defines(self, probes=None):
         """-D flags of `probes` (default: every enabled probe), each once."""

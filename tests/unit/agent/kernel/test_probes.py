@@ -45,9 +45,9 @@ def test_exchanges_and_bytes_come_from_packets_or_their_fallbacks(tmp_path):
     root = fake_tracefs(tmp_path, ALL)
     packets = select(("tcp",), root, tcp_io="packets")
     assert "TCP_PACKETS" in packets.defines() and packets.variant("tcp_exchanges") == "packets"
-    assert packets.variant("tcp_rtt") == "packets" and packets.uses_packets
+    assert packets.variant("tcp_rtt") == "packets" and packets.packet_users
     syscalls = select(("tcp",), root, tcp_io="syscalls")
-    assert "TCP_PACKETS" not in syscalls.defines() and not syscalls.uses_packets
+    assert "TCP_PACKETS" not in syscalls.defines() and not syscalls.packet_users
     assert syscalls.variant("tcp_exchanges") == "tracepoints"  # no BTF given
     kprobes = select(("tcp",), root, tcp_io="kprobes")
     assert "TCP_KPROBES" in kprobes.defines() and kprobes.variant("tcp_bytes") == "kprobes"

@@ -77,7 +77,8 @@ CATALOGUE = (
           fields=(("TASK_PID_OFFSET", "task_struct", "pid", 4),)),
     Probe("blockio", "blockio",
           required=("block:block_rq_issue", "block:block_rq_complete"),
-          optional=("block:block_io_start", "block:block_rq_insert"), define="BLOCKIO"),
+          optional=("block:block_io_start", "block:block_rq_insert", "block:block_bio_queue"),
+          define="BLOCKIO"),
     Probe("tcp_connect", "tcp",
           required=("sock:inet_sock_set_state",), define="TCP_CONNECT"),
     # RTT samples are charged to the socket owners that inet_sock_set_state

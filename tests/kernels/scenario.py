@@ -257,6 +257,11 @@ def run(out, tcp_io):
         writes = metric(samples, "taskscope_blockio_latency_seconds_count", service="kern-writer",
                         op="write")
         checks.add("block IO of an fsync writer", writes >= WRITES, f"{writes:.0f} writes")
+        flushes = {stage: metric(samples, "taskscope_blockio_latency_seconds_count",
+                                 service="kern-writer", op="flush", stage=stage)
+                   for stage in ("queue", "device")}
+        checks.add("each fsync's flush charged to its writer",
+                   set(flushes.values()) == {WRITES}, f"{flushes} of {WRITES}")
     finally:
         for proc in procs:
             proc.kill()

@@ -124,6 +124,7 @@ class EdgeSideRecorder:
                 peer=peer, peer_port=peer_port, latency=latency, key=bytes(key))
             if stats is not None:
                 side.connections, side.failed = stats.connections, stats.failed
+                side.failed_requests = stats.failed_requests
                 side.sent_bytes, side.received_bytes = stats.sent_bytes, stats.received_bytes
             out.append(side)
         return out

@@ -4,6 +4,7 @@ The probes receive them as -D compile flags, so an enum or a limit never
 exists in two languages.
 """
 
+import dataclasses
 import enum
 
 from taskscope.records.histogram import MAX_SLOT
@@ -41,6 +42,19 @@ class Role(enum.IntEnum):
 
     CLIENT = 1
     SERVER = 2
+
+
+class Phase(enum.IntEnum):
+    """Where a connection's exchange stands (struct tcp_sock_info.phase)."""
+
+    IDLE = 0
+    REQUEST = 1
+    RESPONSE = 2
+
+
+# A connection moves its batched exchanges onto its edge at most this often
+# (bpf/tcp/exchanges.h); user space adds what is still batched when it reads.
+EDGE_FLUSH_NS = 1_000_000_000
 
 
 class SegmentKind(enum.IntEnum):
@@ -124,11 +138,21 @@ def pid_slots(path="/proc/sys/kernel/pid_max"):
         return MAX_PID_SLOTS
 
 
-def cflags(defines=(), pid_max_slots=None, trace_unsampled=False, scan_bytes=SCAN_BYTES):
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """What the operator's settings change in the compiled programs."""
+
+    trace_unsampled: bool = False   # segments for unsampled trace contexts too
+    http_4xx_failed: bool = False   # an HTTP 4xx response fails its exchange
+    scan_bytes: int = SCAN_BYTES    # how far into a request trace contexts are looked for
+
+
+def cflags(defines=(), pid_max_slots=None, options=BuildOptions()):
     """The -D flags every probe is compiled with, plus probe-specific ones."""
     flags = [
-        f"-DTRACE_UNSAMPLED={int(trace_unsampled)}",
-        f"-DSCAN_BYTES={scan_bytes}",
+        f"-DTRACE_UNSAMPLED={int(options.trace_unsampled)}",
+        f"-DHTTP_4XX_FAILED={int(options.http_4xx_failed)}",
+        f"-DSCAN_BYTES={options.scan_bytes}",
         f"-DSEGMENT_RING_PAGES={SEGMENT_RING_PAGES}",
         f"-DSEGMENT_EVENTS_PER_SEC={SEGMENT_EVENTS_PER_SEC}",
         "-Werror=implicit-function-declaration",
@@ -144,6 +168,8 @@ def cflags(defines=(), pid_max_slots=None, trace_unsampled=False, scan_bytes=SCA
     flags += [f"-DIDENT_KIND_{k.name}={k.value}" for k in IdentKind]
     flags += [f"-DDROP_{d.name}={d.value}" for d in Drop]
     flags += [f"-DROLE_{r.name}={r.value}" for r in Role]
+    flags += [f"-DPHASE_{p.name}={p.value}" for p in Phase]
+    flags.append(f"-DEDGE_FLUSH_NS={EDGE_FLUSH_NS}ULL")
     flags += [f"-DSEGMENT_{k.name}={k.value}" for k in SegmentKind]
     flags += [f"-DCONTEXT_{c.name}={c.value}" for c in ContextSource]
     flags += [f"-DBLK_OP_{o.name}={o.value}" for o in BlockOp]

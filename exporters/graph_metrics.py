@@ -43,7 +43,8 @@ class GraphMetrics:
                                        "Requests (request/response exchanges) from client to "
                                        "server service.", labels=labels)
         failed = CounterMetricFamily("traces_service_graph_request_failed",
-                                     "Failed requests: connects refused or timed out.",
+                                     "Failed requests: HTTP 5xx responses, exchanges "
+                                     "aborted midway, connects refused or timed out.",
                                      labels=labels)
         client = HistogramMetricFamily("traces_service_graph_request_client_seconds",
                                        "Request latency as the client saw it.", labels=labels)

@@ -5,7 +5,7 @@ Each agent reports client sides (a service called ip:port) and server sides
 """
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from taskscope.records.histogram import Log2Histogram
 
@@ -23,23 +23,22 @@ class EdgeSide:
     peer_port: int            # server port on a client side, 0 on a server side
     latency: Log2Histogram = field(default_factory=Log2Histogram)
     connections: int = 0
-    failed: int = 0
+    failed: int = 0           # connects refused or timed out
     sent_bytes: int = 0
     received_bytes: int = 0
     key: bytes = b""          # identity of the series across readings
+    failed_requests: int = 0  # exchanges that failed (5xx, aborted): part of latency.count
+
+    COUNTS = ("connections", "failed", "sent_bytes", "received_bytes", "failed_requests")
 
     def minus(self, earlier):
         """This side's activity since `earlier`, a previous reading of it."""
-        return EdgeSide(self.service, self.role, self.local, self.peer, self.peer_port,
-                        self.latency.minus(earlier.latency),
-                        self.connections - earlier.connections, self.failed - earlier.failed,
-                        self.sent_bytes - earlier.sent_bytes,
-                        self.received_bytes - earlier.received_bytes, self.key)
+        return replace(self, latency=self.latency.minus(earlier.latency),
+                       **{k: getattr(self, k) - getattr(earlier, k) for k in self.COUNTS})
 
     @property
     def active(self):
-        return bool(self.latency.count or self.connections or self.failed
-                    or self.sent_bytes or self.received_bytes)
+        return bool(self.latency.count or any(getattr(self, k) for k in self.COUNTS))
 
 
 def since(current, earlier):

@@ -16,6 +16,7 @@ import time
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from taskscope import config, graph_routes, trace_routes
+from taskscope.agent import kernel_abi
 from taskscope.agent.edge_sides import EdgeSideRecorder
 from taskscope.agent.host import kubernetes
 from taskscope.agent.host.cgroups import CgroupPaths, find_cgroup2_mount
@@ -90,8 +91,9 @@ def run(cfg):
         from taskscope.exporters.otlp import SegmentSpans, make_exporter
         spans = SegmentSpans(make_exporter(cfg.otlp_endpoint, cfg.otlp_protocol),
                              cfg.max_services)
-    probe_set = attach.load(cfg.probes, root, btf.load_vmlinux(), cgroup_root, cfg.tcp_io,
-                            trace_unsampled=cfg.trace_unsampled)
+    options = kernel_abi.BuildOptions(trace_unsampled=cfg.trace_unsampled,
+                                      http_4xx_failed=cfg.http_4xx_failed)
+    probe_set = attach.load(cfg.probes, root, btf.load_vmlinux(), cgroup_root, cfg.tcp_io, options)
     bpf, selection = probe_set.bpf, probe_set.selection
     maps = KernelMaps(bpf, probe_set.status(), probe_set.variants())
     loaded = selection.defines([p for p in selection.enabled if p.name not in probe_set.failed])

@@ -73,6 +73,9 @@ def build_parser():
                        help="trace segments kept for /api/traces (default 10000)")
     agent.add_argument("--trace-unsampled", action="store_true", default=None,
                        help="also follow traces whose sampled flag is off")
+    agent.add_argument("--http-4xx-failed", action="store_true", default=None,
+                       help="count HTTP 4xx responses as failed requests on graph edges "
+                            "(default: 5xx and aborted exchanges only)")
     agent.add_argument("--cgroup-root", metavar="DIR",
                        help="the host's cgroup2 mount (default: found in mountinfo; in a "
                             "container, mount the host's and name it here)")

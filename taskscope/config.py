@@ -40,6 +40,7 @@ class AgentConfig:
     otlp_protocol: str = "http/protobuf"
     trace_store_size: int = 10000
     trace_unsampled: bool = False
+    http_4xx_failed: bool = False
     tcp_io: str = "auto"
     kubernetes: str = "auto"
     kubernetes_api: str = ""
@@ -157,6 +158,7 @@ CHECKS = {
     "otlp_protocol": _check_otlp_protocol,
     "trace_store_size": _check_max_services,
     "trace_unsampled": _check_bool,
+    "http_4xx_failed": _check_bool,
     "tcp_io": _check_tcp_io,
     "kubernetes": _check_kubernetes,
     "kubernetes_api": _check_url,

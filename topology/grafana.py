@@ -46,7 +46,8 @@ def node_graph_data(body):
         failed = sum(e.get("failed") or 0 for e in served)
         p95 = max((e["p95_seconds"] for e in served if e.get("p95_seconds") is not None),
                   default=None)
-        total = requests + failed
+        # Failed requests are among the requests; failed connects are not.
+        total = requests + sum(e.get("connect_failed") or 0 for e in served)
         nodes.append({
             "id": node["id"], "title": node["id"], "subtitle": node.get("kind", "service"),
             "mainstat": round(requests / window, 3), "secondarystat": _ms(p95),

@@ -32,7 +32,8 @@ def _edge(graph, source, target, source_kind, target_kind):
             graph.add_node(node, kind=kind)
     if not graph.has_edge(source, target):
         graph.add_edge(source, target, client_latency=Log2Histogram(),
-                       server_latency=Log2Histogram(), connections=0, failed=0,
+                       server_latency=Log2Histogram(), connections=0, connect_failed=0,
+                       failed_requests=0,
                        sent_bytes=0, received_bytes=0, sides=set(), server_ports=set())
     return graph.edges[source, target]
 
@@ -42,8 +43,10 @@ def build_graph(sides, endpoint_service):
 
     `endpoint_service(ip, port)` names the local service listening there, or
     None for a peer no agent owns (it becomes an `external` node ip:port).
-    Edges carry requests, failed, connections, bytes and p50/p95/p99 seconds
-    (client side when known, else server side).  O(sides).
+    Edges carry requests, failed (= connect_failed, connects that never
+    became requests, + failed_requests, requests that failed), connections,
+    bytes and p50/p95/p99 seconds (client side when known, else server
+    side).  O(sides).
     """
     graph = nx.DiGraph()
     callers = {}  # (client address, server service) -> client services
@@ -73,7 +76,8 @@ def build_graph(sides, endpoint_service):
 def _add_counts(edge, side, role):
     edge["sides"].add(role)
     edge["connections"] += side.connections
-    edge["failed"] += side.failed
+    edge["connect_failed"] += side.failed
+    edge["failed_requests"] += side.failed_requests
     # Bytes as the client sees them: a server's received bytes were sent.
     sent, received = ((side.sent_bytes, side.received_bytes) if role == CLIENT
                       else (side.received_bytes, side.sent_bytes))
@@ -84,5 +88,6 @@ def _add_counts(edge, side, role):
 def _finish(edge):
     observed = edge["client_latency"] if edge["client_latency"].count else edge["server_latency"]
     edge["requests"] = observed.count
+    edge["failed"] = edge["connect_failed"] + edge["failed_requests"]
     for name, q in QUANTILES.items():
         edge[name] = observed.quantile(q)

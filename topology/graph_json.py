@@ -2,8 +2,8 @@
 
 __all__ = ["to_json"]
 
-EDGE_FIELDS = ("requests", "failed", "connections", "sent_bytes", "received_bytes",
-               "p50_seconds", "p95_seconds", "p99_seconds")
+EDGE_FIELDS = ("requests", "failed", "failed_requests", "connect_failed", "connections",
+               "sent_bytes", "received_bytes", "p50_seconds", "p95_seconds", "p99_seconds")
 
 
 def to_json(graph):

@@ -24,6 +24,7 @@ def sides_to_json(sides, endpoints):
         "sides": [{
             "service": s.service, "role": s.role, "local": str(s.local), "peer": str(s.peer),
             "peer_port": s.peer_port, "connections": s.connections, "failed": s.failed,
+            "failed_requests": s.failed_requests,
             "sent_bytes": s.sent_bytes, "received_bytes": s.received_bytes,
             "latency": [[slot, count, s.latency.slot_sums.get(slot, 0)]
                         for slot, count in sorted(s.latency.slots.items())],
@@ -95,7 +96,9 @@ def sides_from_json(data):
             _ip(s.get("peer"), f"{what}.peer"), _port(s.get("peer_port"), f"{what}.peer_port"),
             _latency(s.get("latency"), f"{what}.latency"),
             *(_count(s.get(k), f"{what}.{k}") for k in
-              ("connections", "failed", "sent_bytes", "received_bytes"))))
+              ("connections", "failed", "sent_bytes", "received_bytes")),
+            # Agents older than failed requests do not send them.
+            failed_requests=_count(s.get("failed_requests", 0), f"{what}.failed_requests")))
     table = {}
     for i, e in enumerate(endpoints):
         what = f"endpoints[{i}]"

@@ -5,7 +5,7 @@ capability) exchanges and bytes fall back to the send/receive tracepoints
 (6.4+), else to kprobes, on kernels that have them."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from taskscope.agent import kernel_abi
 from taskscope.agent.kernel import loader, probes
@@ -44,8 +44,8 @@ def _report(selection, tracefs_root):
                     name, ", ".join(absent), tracefs_root)
 
 
-def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=False,
-         scan_bytes=kernel_abi.SCAN_BYTES):
+def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto",
+         options=kernel_abi.BuildOptions()):
     """Select, compile and attach the probes of `groups`; a ProbeSet."""
     mode, why = probes.choose_tcp_io(tcp_io, groups, tracefs_root, cgroup_root)
     selection = probes.select(groups, tracefs_root, btf, tcp_io=mode)
@@ -53,7 +53,7 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
         source = {"packets": "packets", "kprobes": "kprobes on tcp_sendmsg/tcp_recvmsg"}.get(
             mode, "the send/receive tracepoints")
         log.info("TCP exchanges and bytes from %s: %s", source, why)
-    bpf, failed = loader.load(selection, trace_unsampled=trace_unsampled, scan_bytes=scan_bytes)
+    bpf, failed = loader.load(selection, options)
     hooks = None
     users = selection.packet_users
     if users:
@@ -62,14 +62,14 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
         try:
             hooks = PacketHooks(bpf, cgroup_root, wire=wire)
             if isinstance(hooks.wire_error, VerifierGaveUp) and \
-                    scan_bytes > kernel_abi.SCAN_BYTES_SMALL:
+                    options.scan_bytes > kernel_abi.SCAN_BYTES_SMALL:
                 log.warning("trace contexts will be looked for in the first %d bytes of a "
                             "request, not %d: this kernel's verifier gave up on the larger "
-                            "reader", kernel_abi.SCAN_BYTES_SMALL, scan_bytes)
+                            "reader", kernel_abi.SCAN_BYTES_SMALL, options.scan_bytes)
                 hooks.close()
                 bpf.cleanup()
-                return load(groups, tracefs_root, btf, cgroup_root, tcp_io, trace_unsampled,
-                            kernel_abi.SCAN_BYTES_SMALL)
+                return load(groups, tracefs_root, btf, cgroup_root, tcp_io,
+                            replace(options, scan_bytes=kernel_abi.SCAN_BYTES_SMALL))
             if hooks.wire_error:
                 log.error("probe trace_wire disabled: %s", hooks.wire_error)
                 failed["trace_wire"] = str(hooks.wire_error)
@@ -80,8 +80,7 @@ def load(groups, tracefs_root, btf, cgroup_root, tcp_io="auto", trace_unsampled=
                           "%s instead: %s", "kprobes" if fallback == "kprobes" else
                           "the send/receive tracepoints", exc)
                 bpf.cleanup()
-                return load(groups, tracefs_root, btf, cgroup_root, fallback, trace_unsampled,
-                            scan_bytes)
+                return load(groups, tracefs_root, btf, cgroup_root, fallback, options)
             log.error("probes %s disabled: %s", ", ".join(users), exc)
             failed.update({name: str(exc) for name in users})
     _report(selection, tracefs_root)

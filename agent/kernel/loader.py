@@ -95,14 +95,12 @@ def module_text(entry=ENTRY):
     return _expand(entry, ()).encode()
 
 
-def _compile(bcc, selection, probes, trace_unsampled, scan_bytes):
+def _compile(bcc, selection, probes, options):
     return bcc.BPF(text=module_text(),
-                   cflags=kernel_abi.cflags(selection.defines(probes),
-                                            trace_unsampled=trace_unsampled,
-                                            scan_bytes=scan_bytes))
+                   cflags=kernel_abi.cflags(selection.defines(probes), options=options))
 
 
-def load(selection, trace_unsampled=False, scan_bytes=kernel_abi.SCAN_BYTES):
+def load(selection, options=kernel_abi.BuildOptions()):
     """Compile and attach `selection`; returns (BPF object, probes that failed).
 
     Tracepoint programs attach here; cgroup and uprobe programs are attached
@@ -110,7 +108,7 @@ def load(selection, trace_unsampled=False, scan_bytes=kernel_abi.SCAN_BYTES):
     """
     bcc = import_bcc()
     try:
-        return _compile(bcc, selection, selection.enabled, trace_unsampled, scan_bytes), {}
+        return _compile(bcc, selection, selection.enabled, options), {}
     except Exception as exc:  # BCC raises bare Exception on compile/attach errors
         log.warning("loading all probes together failed (%s); trying each alone", exc)
     working, failed = [], {}
@@ -119,11 +117,11 @@ def load(selection, trace_unsampled=False, scan_bytes=kernel_abi.SCAN_BYTES):
         if probe.group == "core":
             continue
         try:
-            _compile(bcc, selection, core + [probe], trace_unsampled, scan_bytes).cleanup()
+            _compile(bcc, selection, core + [probe], options).cleanup()
             working.append(probe)
         except Exception as exc:
             log.error("probe %s cannot load and is disabled: %s", probe.name, exc)
             failed[probe.name] = str(exc)
     if not working:
         raise ProbeLoadError("no probe could be loaded; see the errors above")
-    return _compile(bcc, selection, core + working, trace_unsampled, scan_bytes), failed
+    return _compile(bcc, selection, core + working, options), failed

@@ -7,10 +7,15 @@ import collections
 import ctypes
 import logging
 import threading
+import time
 
-from taskscope.agent.kernel_abi import MAP_SIZES, Drop, Role, ident_hash
+from taskscope.agent.kernel_abi import EDGE_FLUSH_NS, MAP_SIZES, Drop, Phase, Role, ident_hash
+from taskscope.records.histogram import MAX_SLOT
 
 log = logging.getLogger(__name__)
+
+FIBONACCI = 0x9E3779B97F4A7C15  # the socket table's hash (bpf/tcp/sockets.h)
+MASK64 = (1 << 64) - 1
 
 # Map name -> the MAP_SIZES flag that bounds it, for the entries/capacity gauges.
 EXPORTED_MAPS = {
@@ -83,7 +88,8 @@ class KernelMaps:
         return out
 
     def edge_rows(self):
-        """{edge key without slot: [stats or None, [(slot, count, sum_ns)]]} of the graph maps."""
+        """[stats or None, [(slot, count, sum_ns)], edge key without slot] of the graph
+        maps, plus what connections still hold in their batches."""
         edges = {}
         for key, value in self.rows("edge_latency"):
             slot = key.slot
@@ -92,7 +98,58 @@ class KernelMaps:
                 (slot, value.count, value.sum_ns))
         for key, stats in self.rows("edge_stats"):
             edges.setdefault(bytes(key), [None, [], key])[0] = stats
+        # After the edge maps, never before: a batch the kernel moves onto its
+        # edge between the two reads is then missed by this reading (and
+        # seen by the next), where the other order would count it twice and
+        # make the next reading go backwards.
+        self._add_batched(edges)
         return list(edges.values())
+
+    def _socket_info(self, sk):
+        """The socket table's entry for `sk` (a copy), as bpf/tcp/sockets.h finds it."""
+        slots = self._bpf["tcp_socket_slots"]
+        index = ((((sk >> 6) * FIBONACCI) & MASK64) >> 32) & (len(slots) - 1)
+        slot = slots[ctypes.c_int(index)]
+        if slot.sk == sk:
+            return slot.info
+        try:
+            return self._bpf["tcp_sockets"][ctypes.c_ulonglong(sk)]
+        except KeyError:
+            return None
+
+    def _add_batched(self, edges):
+        """Add to `edges` the exchanges, bytes and failures each connection
+        holds until its next flush (at most EDGE_FLUSH_NS after its last
+        packet, or at close), and the exchange whose response has been
+        quiet for EDGE_FLUSH_NS: it is over unless more of it comes."""
+        try:
+            self._bpf["tcp_exchange_sockets"]
+        except KeyError:  # tcp_exchanges is not loaded
+            return
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC, as bpf_ktime_get_ns
+        for sk, _ in self.rows("tcp_exchange_sockets"):
+            info = self._socket_info(sk)
+            if info is None or not info.edge.role:
+                continue
+            slots = []
+            if info.batch_count:
+                slots.append((info.batch_slot, info.batch_count, info.batch_ns))
+            failed = info.unflushed_failed
+            if info.phase == Phase.RESPONSE and now - info.last_response_ns >= EDGE_FLUSH_NS:
+                ns = max(info.last_response_ns - info.exchange_start_ns, 0)
+                slots.append((min(ns.bit_length() - 1, MAX_SLOT) if ns else 0, 1, ns))
+                failed += info.exchange_failed
+            if not (slots or failed or info.unflushed_sent or info.unflushed_received):
+                continue
+            key = info.edge
+            key.slot = 0
+            row = edges.setdefault(bytes(key), [None, [], key])
+            row[1].extend(slots)
+            if row[0] is None:
+                row[0] = self._bpf["edge_stats"].Leaf()
+            row[0].sent_bytes += info.unflushed_sent
+            row[0].received_bytes += info.unflushed_received
+            row[0].failed_requests += failed
 
     def forget_edges(self, keys):
         """Delete edge sides (kernel keys without slot, as bytes) from both graph maps."""

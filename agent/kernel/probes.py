@@ -101,6 +101,7 @@ CATALOGUE = (
     Probe("tcp_exchanges", "tcp",
           required=("sock:inet_sock_set_state", "sock:sock_send_length",
                     "sock:sock_recv_length"), define="TCP_EXCHANGES", needs=("tcp_connect",),
+          optional=("tcp:tcp_receive_reset",),
           raw_events=SOCK_IO_RAW_EVENTS,
           fields=(SK_PROTOCOL,
                   ("SKC_FAMILY_OFFSET", "sock", "__sk_common.skc_family", 2),

@@ -14,12 +14,18 @@
 #ifdef TCP_EXCHANGES
 struct edge_stats {
 	u64 connections;
-	u64 failed;
+	u64 failed;            /* connects refused or timed out */
+	u64 failed_requests;   /* exchanges that failed (tcp/failures.h) */
 	u64 sent_bytes;
 	u64 received_bytes;
 };
 BPF_HASH(edge_latency, struct edge_key, struct hist_value, EDGE_HIST_ENTRIES);
 BPF_HASH(edge_stats, struct edge_key, struct edge_stats, EDGE_ENTRIES);
+/* Sockets that have had exchanges: when it reads the edges, user space adds
+ * what each still holds in its batch (agent/kernel/maps.py), so that an
+ * exchange shows on its edge at the first read after it ends, not at the
+ * connection's next flush.  One insert per connection, deleted at close. */
+BPF_TABLE("lru_hash", u64, u8, tcp_exchange_sockets, TCP_SOCKET_SLOTS);
 
 static __always_inline struct edge_stats *edge_stats_of(struct edge_key *k)
 {
@@ -72,17 +78,21 @@ static __always_inline void edge_flush(struct tcp_sock_info *i, u64 now, int clo
 		i->batch_count++;
 		i->batch_ns += ns;
 		i->phase = PHASE_IDLE;
+		i->unflushed_failed += i->exchange_failed;
+		i->exchange_failed = 0;
 	}
-	if (closing || now - i->flushed_ns >= BYTES_FLUSH_NS) {
+	if (closing || now - i->flushed_ns >= EDGE_FLUSH_NS) {
 		edge_latency_flush(i);
-		if (i->unflushed_sent || i->unflushed_received) {
+		if (i->unflushed_sent || i->unflushed_received || i->unflushed_failed) {
 			struct edge_stats *e = edge_stats_of(&i->edge);
 			if (e) {
 				__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
 				__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
+				__sync_fetch_and_add(&e->failed_requests, i->unflushed_failed);
 			}
 			i->unflushed_sent = 0;
 			i->unflushed_received = 0;
+			i->unflushed_failed = 0;
 		}
 		i->flushed_ns = now;
 	}
@@ -198,6 +208,11 @@ static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret
 		if (i->phase == PHASE_IDLE) {
 			i->exchange_start_ns = now;
 			i->phase = PHASE_REQUEST;
+			if (!i->listed) {
+				u8 one = 1;
+				tcp_exchange_sockets.update(&key, &one);
+				i->listed = 1;
+			}
 #ifdef TCP_TRACES
 			trace_exchange_over(i, key, now);
 #ifdef TCP_PACKETS

@@ -21,6 +21,7 @@
 #include "../counter_slots.h"
 #include "../packet.h"
 #include "exchanges.h"
+#include "failures.h"
 #include "rtt.h"
 #include "sockets.h"
 
@@ -140,6 +141,14 @@ static __always_inline void tcp_packet(struct __sk_buff *skb, const u8 *h, u32 i
 	if (!fresh)
 		return;
 #ifdef TCP_EXCHANGES
+	/* The first payload of a response: its status line, if HTTP/1.x. */
+	if (i->edge.role && i->phase == PHASE_REQUEST && (i->edge.role == ROLE_CLIENT) == ingress &&
+	    skb->len >= off + HTTP_STATUS_BYTES) {
+		u8 status[HTTP_STATUS_BYTES];
+		if (!bpf_skb_load_bytes(skb, off, status, HTTP_STATUS_BYTES) &&
+		    http_status_failed(status))
+			i->exchange_failed = 1;
+	}
 	edge_track(i, key, fresh, !ingress);
 #endif
 #ifdef TCP_TRACES

@@ -36,7 +36,12 @@ struct tcp_sock_info {
 	u32 traced_tid;     /* thread whose trace segment this connection serves */
 	u16 local_port;
 	u16 peer_port;
-	u32 pad;
+	u32 unflushed_failed;  /* failed exchanges not yet added to edge_stats */
+	u8 exchange_failed;    /* the exchange in progress failed (tcp/failures.h) */
+	u8 reset_received;
+	u8 listed;             /* in tcp_exchange_sockets */
+	u8 pad;
+	u32 pad3;
 #endif
 #ifdef TCP_PACKETS
 	u32 sent_end;       /* sequence number after the last byte seen leaving, */

@@ -5,6 +5,7 @@
  * service graph, each connection's side of its edge. */
 
 #include "exchanges.h"
+#include "failures.h"
 #include "sockets.h"
 
 #ifdef TCP_CONNECT
@@ -111,10 +112,25 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			if (e)
 				__sync_fetch_and_add(&e->failed, 1);
 		}
-		edge_flush(info, bpf_ktime_get_ns(), 1);
+		u64 now = bpf_ktime_get_ns();
+		exchange_aborted(info, from, now);
+		edge_flush(info, now, 1);
+		if (info->listed)
+			tcp_exchange_sockets.delete(&sk);
 #endif
 		tcp_socket_delete(sk);
 	}
+	return 0;
+}
+#endif
+
+#if defined(TCP_EXCHANGES) && defined(HAVE_TCP_TCP_RECEIVE_RESET)
+/* Who aborted a connection (tcp/failures.h): a reset arrived. */
+TRACEPOINT_PROBE(tcp, tcp_receive_reset)
+{
+	struct tcp_sock_info *info = tcp_socket_lookup((u64)args->skaddr);
+	if (info)
+		info->reset_received = 1;
 	return 0;
 }
 #endif

@@ -26,12 +26,9 @@
 #define TCP_STATE_SYN_SENT 2
 #define TCP_STATE_SYN_RECV 3
 #define TCP_STATE_CLOSE 7
+#define TCP_STATE_CLOSE_WAIT 8
 #define TCP_STATE_LISTEN 10
 
-#define PHASE_IDLE 0
-#define PHASE_REQUEST 1
-#define PHASE_RESPONSE 2
-#define BYTES_FLUSH_NS 1000000000ULL
 
 struct tcp_hist_key {
 	struct owner owner;

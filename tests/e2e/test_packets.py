@@ -15,17 +15,18 @@ from tests.e2e.workloads import run_named, sh
 
 PORTS = iter(range(9301, 9399))
 
-# Each chunk is a request; it answers with `pieces` writes `gap` seconds apart.
+# Each chunk is a request; it answers with `pieces` writes `gap` seconds
+# apart.  A thread per connection.
 SERVER = """
-import socket, sys, time
+import socket, sys, threading, time
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((sys.argv[1], int(sys.argv[2])))
 srv.listen(16)
 print("listening", flush=True)
 pieces, gap = int(sys.argv[3]), float(sys.argv[4])
-while True:
-    conn, _ = srv.accept()
+
+def serve(conn):
     try:
         while True:
             data = conn.recv(65536)
@@ -37,6 +38,10 @@ while True:
     except OSError:  # the client left early
         pass
     conn.close()
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
 
 # Keep-alive: argv[3] requests of argv[4] bytes, each awaiting argv[5] bytes.
@@ -191,3 +196,35 @@ def test_forced_syscall_variant_draws_the_same_edge(server, tmp_path):
     assert value(samples, "taskscope_probe_up", probe="tcp_exchanges",
                  variant="raw_tracepoints") == 1
     assert e and e["client_requests"] == 5 and e["sent_bytes"] == 150, e
+
+
+def test_pooled_connections_are_counted_at_the_next_read(packet_agent, server):
+    # 300 requests over a pool of 4 connections that stay open: nothing
+    # closes them, no packet follows the last response, yet every exchange
+    # is on the edge once the responses have been quiet for a second.
+    ip, port = server("pk-pool-server")
+    client = run_named("pk-pool-client", """
+        import socket, sys, time
+        socket.setdefaulttimeout(10)
+        pool = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(4)]
+        for i in range(300):
+            s = pool[i % 4]
+            s.sendall(b"q" * 20)
+            got = 0
+            while got < 100:
+                got += len(s.recv(4096))
+        print("done", flush=True)
+        time.sleep(60)
+    """, ip, port, wait=False, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "done"  # (the client's own timeout: 60 s)
+        time.sleep(1.1)
+        e = edge(packet_agent, "pk-pool-client", "pk-pool-server")
+        samples = packet_agent.scrape()
+    finally:
+        client.kill()
+        client.wait()
+    assert e and (e["client_requests"], e["server_requests"]) == (300, 300), e
+    assert (e["sent_bytes"], e["received_bytes"]) == (300 * 20, 300 * 100), e
+    assert value(samples, "traces_service_graph_request_total", client="pk-pool-client",
+                 server="pk-pool-server") == 300

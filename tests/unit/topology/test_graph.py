@@ -65,3 +65,32 @@ def test_a_window_keeps_only_what_happened_in_it():
     window = since(after, before)
     assert [(s.service, s.latency.count, s.sent_bytes) for s in window] == [("gateway", 10, 40)]
     assert since(after, []) == after
+
+
+def test_failed_is_failed_connects_plus_failed_requests_of_the_client_side():
+    sides = [
+        side("gateway", CLIENT, "10.0.0.1", "10.0.0.2", 8080, hist(24, 30, 20_000_000), b"1",
+             failed=2, failed_requests=6),
+        # The server saw the same 6 (and cannot see the connects that failed).
+        side("orders", SERVER, "10.0.0.2", "10.0.0.1", 0, hist(24, 30, 19_000_000), b"2",
+             failed_requests=6),
+        side("orders", SERVER, "10.0.0.2", "198.51.100.7", 0, hist(20, 4, 1_000_000), b"3",
+             failed_requests=1),
+    ]
+    graph = build_graph(sides, lambda ip, port: ENDPOINTS.get((ip, port)))
+    edge = graph.edges["gateway", "orders"]
+    assert (edge["requests"], edge["connect_failed"], edge["failed_requests"],
+            edge["failed"]) == (30, 2, 6, 8)
+    assert graph.edges["198.51.100.7", "orders"]["failed"] == 1
+    body = to_json(graph)
+    assert {(e["source"], e["failed"], e["failed_requests"]) for e in body["edges"]} == {
+        ("gateway", 8, 6), ("198.51.100.7", 1, 1)}
+
+
+def test_a_window_subtracts_failed_requests_too():
+    before = side("gateway", CLIENT, "10.0.0.1", "10.0.0.2", 8080, hist(24, 10, 1), b"1",
+                  failed_requests=3)
+    after = side("gateway", CLIENT, "10.0.0.1", "10.0.0.2", 8080, hist(24, 30, 1), b"1",
+                 failed_requests=7)
+    (delta,) = since([after], [before])
+    assert (delta.latency.count, delta.failed_requests) == (20, 4)

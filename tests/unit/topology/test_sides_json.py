@@ -24,6 +24,7 @@ JSONISH = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(
         st.sampled_from(["sides", "endpoints", "service", "role", "local", "peer", "peer_port",
                          "latency", "connections", "failed", "sent_bytes", "received_bytes",
+                         "failed_requests",
                          "ip", "port"]), children, max_size=8),
     max_leaves=30)
 
@@ -32,7 +33,8 @@ def test_sides_round_trip():
     latency = Log2Histogram()
     latency.add(25, 3, 120_000_000)
     sides = [EdgeSide("orders", CLIENT, mapped("10.0.0.1"), mapped("10.0.0.2"), 9000, latency,
-                      connections=1, sent_bytes=30, received_bytes=9)]
+                      connections=1, sent_bytes=30, received_bytes=9, failed=1,
+                      failed_requests=2)]
     endpoints = {(mapped("10.0.0.2"), 9000): "payment"}
     back_sides, back_endpoints = sides_from_json(
         json.loads(json.dumps(sides_to_json(sides, endpoints))))
@@ -41,6 +43,15 @@ def test_sides_round_trip():
     assert (side.service, side.peer, side.peer_port, side.connections) == (
         "orders", mapped("10.0.0.2"), 9000, 1)
     assert side.latency.slots == {25: 3} and side.latency.sum_ns == 120_000_000
+    assert (side.failed, side.failed_requests) == (1, 2)
+
+
+def test_an_agent_from_before_failed_requests_is_read_as_none_failed():
+    body = sides_to_json([EdgeSide("orders", CLIENT, mapped("10.0.0.1"), mapped("10.0.0.2"),
+                                   9000)], {})
+    del body["sides"][0]["failed_requests"]
+    (side,), _ = sides_from_json(body)
+    assert side.failed_requests == 0
 
 
 @pytest.mark.parametrize("data, message", [

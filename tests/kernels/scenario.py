@@ -47,7 +47,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         body = b"ok"
-        self.send_response(200)
+        self.send_response(500 if self.path == "/fail" else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -57,6 +57,17 @@ server = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
 print("listening", flush=True)
 server.serve_forever()
 """
+
+# Keep-alive GETs: argv[3] that fail (500), then argv[4] that do not.
+HTTP_CLIENT = """
+import http.client, sys
+conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+for path in ["/fail"] * int(sys.argv[3]) + ["/"] * int(sys.argv[4]):
+    conn.request("GET", path)
+    conn.getresponse().read()
+conn.close()
+"""
+FAILING, SUCCEEDING = 3, 4
 
 WRITER = """
 import mmap, os, sys
@@ -212,6 +223,7 @@ def run(out, tcp_io):
             trace_id = secrets.token_hex(16)
             trace_ids.append(trace_id)
             get("http://127.0.0.1:9203/", {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+        run_named("kern-http-client", HTTP_CLIENT, "127.0.0.1", 9203, FAILING, SUCCEEDING)
         with open(backing, "wb") as f:
             f.truncate(16 << 20)
         loop = sh("losetup", "--find", "--show", str(backing)).stdout.strip()
@@ -243,6 +255,15 @@ def run(out, tcp_io):
             checks.add(f"edge {client} -> {server}",
                        requests is not None and abs(requests - EXCHANGES) <= EXCHANGES * 0.05,
                        f"{requests} requests of {EXCHANGES}" if e else f"no edge (/api/graph {status})")
+        e = edge(graph, "kern-http-client", "kern-http")
+        # Status lines are read off packets; kprobes see no payload, so
+        # there only aborted exchanges fail (none here).
+        want = FAILING if tcp_io != "kprobes" else 0
+        checks.add("failed requests (HTTP 500) on the edge",
+                   e is not None and e["requests"] == FAILING + SUCCEEDING
+                   and e["failed_requests"] == want,
+                   f"{e['failed_requests']} failed of {e['requests']}, want {want}" if e
+                   else "no edge")
         sent = metric(samples, "taskscope_tcp_sent_bytes_total", service="kern-client")
         checks.add("bytes per service", sent >= EXCHANGES * 5, f"kern-client sent {sent:.0f} B")
         found = 0

@@ -3,11 +3,6 @@
 import collections
 import threading
 
-# What histograms ask exemplars for: a segment with run-queue wait, with
-# block-IO wait, or a server segment (a request's latency).
-EXEMPLAR_FIGURES = ("runqueue_seconds", "blockio_seconds", "server")
-
-
 class TraceStore:
     """The last `capacity` segments, indexed by trace id and by service."""
 
@@ -15,7 +10,9 @@ class TraceStore:
         self.capacity = capacity
         self._segments = collections.deque()
         self._by_trace = {}
-        self._exemplars = {}  # (service, what) -> latest segment showing it
+        # (service, what, labels) -> (latest segment observed on that
+        # series, the value it observed there): see Observation.
+        self._exemplars = {}
         self._lock = threading.Lock()
         self.evicted = 0
 
@@ -33,10 +30,8 @@ class TraceStore:
             self._by_trace.setdefault(segment.trace_id, []).append(segment)
             if len(self._exemplars) > self.capacity:
                 self._exemplars.clear()
-            for what in EXEMPLAR_FIGURES:
-                if what == "server" and segment.kind == "server" or \
-                        what != "server" and getattr(segment, what) > 0:
-                    self._exemplars[segment.service, what] = segment
+            for seen in segment.observations:
+                self._exemplars[segment.service, seen.what, seen.labels] = (segment, seen.seconds)
 
     def __len__(self):
         return len(self._segments)
@@ -53,8 +48,8 @@ class TraceStore:
         found.sort(key=lambda s: s.duration_seconds, reverse=True)
         return found[:limit]
 
-    def exemplar(self, service, what):
-        """The latest segment of `service` that shows `what` (one of
-        EXEMPLAR_FIGURES), or None: the trace a histogram points to."""
+    def exemplar(self, service, what, labels=()):
+        """(segment, seconds): the latest segment of `service` that made an
+        observation on the series (what, labels), and its value; or None."""
         with self._lock:
-            return self._exemplars.get((service, what))
+            return self._exemplars.get((service, what, labels))

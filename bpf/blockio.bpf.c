@@ -35,6 +35,9 @@ struct blk_request {
 	u64 issued_ns;
 	u32 op;
 	u32 flush_seq;   /* 1 + its entry in blockio_flush_requests; 0: none */
+	u32 traced_tid;  /* submitted in this thread's trace segment (0: none), */
+	u32 pad;
+	u64 segment_start;  /* the one that began then */
 };
 
 /* A request that asked for a flush (preflush), waiting for it. */
@@ -46,6 +49,9 @@ struct blk_flush_key {
 struct blk_flush_request {
 	struct owner owner;
 	u64 submitted_ns;
+	u64 segment_start;
+	u32 traced_tid;
+	u32 pad;
 	u32 dataless;  /* completes when its flush does, without an issue */
 	u32 served;    /* a flush request was charged to it */
 };
@@ -103,10 +109,11 @@ static __always_inline void blk_record(const struct blk_request *rq, u32 dev, u3
 				   .slot = log2_slot(ns)};
 	struct hist_value zero = {};
 	hist_add(blockio_latency.lookup_or_try_init(&key, &zero), ns, DROP_BLOCKIO_LATENCY);
+	segment_block_observed(rq->traced_tid, rq->segment_start, dev, rq->op, stage, ns);
 }
 
 /* Queue a preflush; returns 1 + its seq. */
-static __always_inline u32 blk_flush_requested(u32 dev, const struct owner *owner, u64 now,
+static __always_inline u32 blk_flush_requested(u32 dev, const struct blk_request *rq,
 					       u32 dataless)
 {
 	struct blk_flush_queue zero = {};
@@ -121,7 +128,9 @@ static __always_inline u32 blk_flush_requested(u32 dev, const struct owner *owne
 	u32 seq = q->tail;
 	q->tail = seq + 1;
 	struct blk_flush_key key = {.dev = dev, .seq = seq};
-	struct blk_flush_request req = {.owner = *owner, .submitted_ns = now, .dataless = dataless};
+	struct blk_flush_request req = {.owner = rq->owner, .submitted_ns = rq->submitted_ns,
+					.traced_tid = rq->traced_tid,
+					.segment_start = rq->segment_start, .dataless = dataless};
 	blockio_flush_requests.update(&key, &req);
 	return seq + 1;
 }
@@ -168,6 +177,8 @@ static __always_inline int blk_flush_owner(u32 dev, struct blk_request *rq)
 	req->served = 1;
 	rq->owner = req->owner;
 	rq->submitted_ns = req->submitted_ns;
+	rq->traced_tid = req->traced_tid;
+	rq->segment_start = req->segment_start;
 	return 1;
 }
 
@@ -190,9 +201,9 @@ static __always_inline void blk_submitted(u32 dev, u64 sector, u32 nr_sector, co
 		return;
 	}
 	current_owner(&rq.owner);
-	segment_block_submitted();
+	segment_block_submitted(&rq.traced_tid, &rq.segment_start);
 	if (rwbs[0] == 'F') {
-		u32 seq = blk_flush_requested(dev, &rq.owner, now, nr_sector == 0);
+		u32 seq = blk_flush_requested(dev, &rq, nr_sector == 0);
 		if (nr_sector == 0)
 			return;  /* counted as the flush it asked for */
 		rq.flush_seq = seq;
@@ -221,9 +232,10 @@ TRACEPOINT_PROBE(block, block_bio_queue)
 {
 	if (args->rwbs[0] != 'F' || args->nr_sector != 0)
 		return 0;
-	struct owner owner = {};
-	current_owner(&owner);
-	blk_flush_requested(args->dev, &owner, bpf_ktime_get_ns(), 1);
+	struct blk_request rq = {.op = BLK_OP_FLUSH, .submitted_ns = bpf_ktime_get_ns()};
+	current_owner(&rq.owner);
+	segment_block_submitted(&rq.traced_tid, &rq.segment_start);
+	blk_flush_requested(args->dev, &rq, 1);
 	return 0;
 }
 #endif
@@ -264,7 +276,9 @@ static __always_inline void blk_dataless_completed(u32 dev, u64 now)
 	if (!req)
 		return;
 	if (!req->served) {
-		struct blk_request rq = {.owner = req->owner, .op = BLK_OP_FLUSH};
+		struct blk_request rq = {.owner = req->owner, .op = BLK_OP_FLUSH,
+					 .traced_tid = req->traced_tid,
+					 .segment_start = req->segment_start};
 		blk_record(&rq, dev, BLK_STAGE_QUEUE, now - req->submitted_ns);
 	}
 	struct blk_flush_key key = {.dev = dev, .seq = seq};

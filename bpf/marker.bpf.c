@@ -27,7 +27,7 @@ int marker_task_begin(struct pt_regs *ctx)
 	if (!(tc.flags & 1) && !TRACE_UNSAMPLED)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
-	segment_begin(&tc, SEGMENT_TASK, 0, now, now);
+	segment_begin(&tc, SEGMENT_TASK, 0, 0, now, now);
 	return 0;
 }
 

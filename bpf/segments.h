@@ -32,6 +32,21 @@ struct segment_figures {
 	u64 other_ns;       /* asleep for anything else: locks, timers */
 };
 
+/* Single observations the segment's thread added to histogram series, for
+ * exemplars that point at the series they were observed on, with the value
+ * observed there: the largest of each kind. */
+struct segment_samples {
+	u64 runqueue_ns;      /* its longest wait in the run queue */
+	u64 blk_queue_ns;     /* its slowest block IO in the queue stage, */
+	u64 blk_device_ns;    /* and on the device, */
+	u32 blk_queue_dev;    /* with their devices */
+	u32 blk_device_dev;
+	u8 blk_queue_op;      /* and operations (BLK_OP_*) */
+	u8 blk_device_op;
+	u8 pad[6];
+	u8 peer[16];          /* a wire segment's peer address (v4-mapped) */
+};
+
 struct segment {
 	struct trace_context ctx;
 	struct owner owner;
@@ -49,6 +64,7 @@ struct segment {
 	u8 pad[7];
 	struct segment_figures done;
 	struct segment_figures pending;
+	struct segment_samples samples;
 };
 
 struct segment_budget {
@@ -170,7 +186,7 @@ static __always_inline int same_trace(const struct trace_context *a, const struc
  * another trace ends here; a nested begin within the same trace (a server
  * calling downstream with the context it received) changes nothing. */
 static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk,
-					  u64 start, u64 now)
+					  const u8 *peer, u64 start, u64 now)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 tid = (u32)pid_tgid;
@@ -197,6 +213,8 @@ static __always_inline void segment_begin(const struct trace_context *ctx, u8 ro
 	fresh->start_ns = start;
 	fresh->in_ns = now;
 	fresh->role = role;
+	if (peer)
+		__builtin_memcpy(fresh->samples.peer, peer, 16);
 	current_owner(&fresh->owner);
 	segments.update(&tid, fresh);
 	*traced = 1;
@@ -226,6 +244,8 @@ static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now)
 		u64 queued = task_state_runnable(s->out_state) || queued_ns > off ? off : queued_ns;
 		u64 asleep = off - queued;
 		s->pending.runqueue_ns += queued;
+		if (queued_ns > s->samples.runqueue_ns)
+			s->samples.runqueue_ns = queued_ns;  /* as runqueue_latency saw it */
 		if (task_state_disk_sleep(s->out_state))
 			s->pending.blockio_ns += asleep;
 		else
@@ -249,12 +269,38 @@ static __always_inline void segment_socket_io(u32 tid, u64 sk, int sent)
 		segment_commit(s, bpf_ktime_get_ns());
 }
 
-static __always_inline void segment_block_submitted(void)
+/* The current thread submitted a block request: which segment it belongs
+ * to, (tid, the segment's start) or tid 0, for segment_block_observed. */
+static __always_inline void segment_block_submitted(u32 *tid_out, u64 *start_out)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct segment *s = segment_of(tid);
-	if (s)
-		s->pending.blockio_count++;
+	if (!s)
+		return;
+	s->pending.blockio_count++;
+	*tid_out = tid;
+	*start_out = s->start_ns;
+}
+
+/* A stage of a block request submitted in segment (tid, start) took `ns`
+ * (any context: completions run in softirq). */
+static __always_inline void segment_block_observed(u32 tid, u64 start, u32 dev, u32 op,
+						   u32 stage, u64 ns)
+{
+	if (!tid)
+		return;
+	struct segment *s = segment_of(tid);
+	if (!s || s->start_ns != start)
+		return;
+	if (stage == BLK_STAGE_QUEUE && ns > s->samples.blk_queue_ns) {
+		s->samples.blk_queue_ns = ns;
+		s->samples.blk_queue_dev = dev;
+		s->samples.blk_queue_op = op;
+	} else if (stage == BLK_STAGE_DEVICE && ns > s->samples.blk_device_ns) {
+		s->samples.blk_device_ns = ns;
+		s->samples.blk_device_dev = dev;
+		s->samples.blk_device_op = op;
+	}
 }
 
 /* The connection of thread `tid`'s segment closed or retransmitted. */
@@ -274,11 +320,13 @@ static __always_inline void segment_retransmit(u32 tid, u64 sk)
 
 #else
 static __always_inline void segment_begin(const struct trace_context *ctx, u8 role, u64 sk,
-					  u64 start, u64 now) {}
+					  const u8 *peer, u64 start, u64 now) {}
 static __always_inline void segment_switch_out(u32 tid, u32 state, u64 now) {}
 static __always_inline void segment_switch_in(u32 tid, u64 queued_ns, u64 now) {}
 static __always_inline void segment_socket_io(u32 tid, u64 sk, int sent) {}
-static __always_inline void segment_block_submitted(void) {}
+static __always_inline void segment_block_submitted(u32 *tid_out, u64 *start_out) {}
+static __always_inline void segment_block_observed(u32 tid, u64 start, u32 dev, u32 op,
+						   u32 stage, u64 ns) {}
 static __always_inline void segment_connection_closed(u32 tid, u64 sk, u64 now) {}
 static __always_inline void segment_retransmit(u32 tid, u64 sk) {}
 #endif

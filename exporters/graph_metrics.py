@@ -10,7 +10,7 @@ import logging
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-from taskscope.exporters.exemplars import exemplar_buckets
+from taskscope.exporters.exemplars import server_exemplar_buckets
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,14 @@ class GraphMetrics:
                 values = [source, target, connection_type(graph, source, target)]
                 requests.add_metric(values, edge["requests"])
                 failed.add_metric(values, edge["failed"])
-                for family, hist in ((client, edge["client_latency"]),
-                                     (server, edge["server_latency"])):
-                    if hist.count:
-                        buckets = exemplar_buckets(self._trace_store, family.name, target,
-                                                   hist.buckets())
-                        family.add_metric(values, buckets, hist.sum_ns / 1e9)
+                if edge["client_latency"].count:
+                    client.add_metric(values, edge["client_latency"].buckets(),
+                                      edge["client_latency"].sum_ns / 1e9)
+                if edge["server_latency"].count:
+                    buckets = server_exemplar_buckets(self._trace_store, target,
+                                                      edge["client_addresses"],
+                                                      edge["server_latency"].buckets())
+                    server.add_metric(values, buckets, edge["server_latency"].sum_ns / 1e9)
         except Exception:  # the scrape path never raises
             log.exception("building the service graph for /metrics failed")
         yield from (requests, failed, client, server)

@@ -100,7 +100,10 @@ class KernelMetrics:
             metric = HistogramMetricFamily(family, spec.help,
                                            labels=[*self._owner_label_names, *spec.extra_labels])
             for labels, hist in sorted(merged.items()):
-                buckets = exemplar_buckets(self._trace_store, family, labels[0], hist.buckets())
+                extra = dict(zip(spec.extra_labels, labels[-len(spec.extra_labels):])) \
+                    if spec.extra_labels else {}
+                buckets = exemplar_buckets(self._trace_store, family, labels[0], extra,
+                                           hist.buckets())
                 metric.add_metric(list(labels), buckets, hist.sum_ns / 1e9)
             yield metric
 

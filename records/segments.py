@@ -8,9 +8,21 @@ JSON from other agents and checks them with segments_from_json.
 import re
 from dataclasses import asdict, dataclass
 
-__all__ = ["Segment", "TRACE_ID", "segments_from_json"]
+__all__ = ["Observation", "Segment", "TRACE_ID", "segments_from_json"]
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One sample a segment's thread added to a histogram series: which
+    series (what it measures, and its labels beyond the service) and the
+    value it added there.  An exemplar is only placed on the series it was
+    observed on, with this value."""
+
+    what: str        # runqueue, blockio or server
+    labels: tuple    # runqueue: (); blockio: (device, op, stage); server: (client address,)
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class Segment:
     network_seconds: float
     other_seconds: float
     retransmits: int
+    observations: tuple = ()  # of Observation
 
     @property
     def duration_seconds(self):

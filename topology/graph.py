@@ -26,6 +26,11 @@ def endpoint_name(ip, port=None):
     return f"{text}:{port}" if port else text
 
 
+def _plain(ip):
+    """IPv4 as itself, not v4-mapped: how segments name their peers."""
+    return ip.ipv4_mapped or ip if ip.version == 6 else ip
+
+
 def _edge(graph, source, target, source_kind, target_kind):
     for node, kind in ((source, source_kind), (target, target_kind)):
         if node not in graph:
@@ -33,7 +38,7 @@ def _edge(graph, source, target, source_kind, target_kind):
     if not graph.has_edge(source, target):
         graph.add_edge(source, target, client_latency=Log2Histogram(),
                        server_latency=Log2Histogram(), connections=0, connect_failed=0,
-                       failed_requests=0,
+                       failed_requests=0, client_addresses=set(),
                        sent_bytes=0, received_bytes=0, sides=set(), server_ports=set())
     return graph.edges[source, target]
 
@@ -58,6 +63,7 @@ def build_graph(sides, endpoint_service):
         edge = _edge(graph, side.service, server, "service", kind)
         edge["client_latency"].merge(side.latency)
         edge["server_ports"].add(side.peer_port)
+        edge["client_addresses"].add(_plain(side.local))
         _add_counts(edge, side, CLIENT)
         callers.setdefault((side.local, server), set()).add(side.service)
     for side in (s for s in sides if s.role == SERVER):
@@ -66,6 +72,7 @@ def build_graph(sides, endpoint_service):
             endpoint_name(side.peer), "external")
         edge = _edge(graph, client, side.service, kind, "service")
         edge["server_latency"].merge(side.latency)
+        edge["client_addresses"].add(_plain(side.peer))
         if CLIENT not in edge["sides"]:
             _add_counts(edge, side, SERVER)
     for _, _, edge in graph.edges(data=True):

@@ -11,8 +11,11 @@ import ctypes
 import logging
 import time
 
-from taskscope.agent.kernel_abi import ContextSource, SegmentKind
-from taskscope.records.segments import Segment
+import ipaddress
+
+from taskscope.agent.host.devices import device_name
+from taskscope.agent.kernel_abi import BlockOp, BlockStage, ContextSource, SegmentKind
+from taskscope.records.segments import Observation, Segment
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,28 @@ CONTEXTS = {c.value: c.name.lower() for c in ContextSource}
 def monotonic_to_wall():
     """Offset that turns bpf_ktime_get_ns() (CLOCK_MONOTONIC) into Unix time."""
     return time.time_ns() - time.monotonic_ns()
+
+
+def observations(event):
+    """The single observations the segment added to histogram series
+    (struct segment_samples), as Observation records."""
+    samples, out = event.samples, []
+    if samples.runqueue_ns:
+        out.append(Observation("runqueue", (), samples.runqueue_ns / 1e9))
+    for stage, ns, dev, op in ((BlockStage.QUEUE, samples.blk_queue_ns, samples.blk_queue_dev,
+                                samples.blk_queue_op),
+                               (BlockStage.DEVICE, samples.blk_device_ns, samples.blk_device_dev,
+                                samples.blk_device_op)):
+        if ns and op in BlockOp._value2member_map_:
+            out.append(Observation("blockio", (device_name(dev), BlockOp(op).name.lower(),
+                                               stage.name.lower()), ns / 1e9))
+    peer = bytes(samples.peer)
+    if event.role == SegmentKind.SERVER and any(peer):
+        ip = ipaddress.ip_address(peer)
+        ip = ip.ipv4_mapped or ip
+        duration = max(event.end_ns - event.start_ns, 0)
+        out.append(Observation("server", (str(ip),), duration / 1e9))
+    return tuple(out)
 
 
 def segment_from_event(event, service, wall_offset_ns):
@@ -46,6 +71,7 @@ def segment_from_event(event, service, wall_offset_ns):
         network_seconds=figures.network_ns / 1e9,
         other_seconds=figures.other_ns / 1e9,
         retransmits=event.retransmits,
+        observations=observations(event),
     )
 
 

@@ -188,6 +188,7 @@ static __always_inline void trace_exchange_taken(struct tcp_sock_info *i, u64 sk
 	struct trace_context ctx = *found;
 	pending_traces.delete(&f);
 	segment_begin(&ctx, i->edge.role == ROLE_CLIENT ? SEGMENT_CLIENT : SEGMENT_SERVER, sk,
+		      i->edge.peer,
 		      start, now);
 	i->traced_tid = (u32)bpf_get_current_pid_tgid();
 }

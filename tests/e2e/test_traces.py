@@ -5,6 +5,7 @@ the cgroup_skb programs, the marker library hooked by uprobes, segments at
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -231,17 +232,58 @@ def test_segment_reaches_the_otlp_receiver_in_its_trace(traced_agent, http_servi
     assert attrs["taskscope.blockio_count"].int_value > 0
 
 
-def test_histograms_carry_trace_exemplars(traced_agent, http_service):
-    traceparent = new_traceparent()
-    get(http_service, traceparent)
-    segments(traced_agent, traceparent.split("-")[1], "server")
+EXEMPLAR = re.compile(r'^(\w+)_bucket\{(.*)\} \S+ # \{trace_id="([0-9a-f]{32})"\} (\S+)')
+
+
+def _bucket_holds(text, name, labels, value):
+    """The exemplar's value lies in its own bucket: above the series' bucket
+    before it, at most its bound."""
+    series = {k: v for k, v in re.findall(r'(\w+)="([^"]*)"', labels) if k != "le"}
+    bounds = []
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if {k: v for k, v in got.items() if k != "le"} == series:
+                bounds.append(float(got["le"]))
+    le = float(dict(re.findall(r'(\w+)="([^"]*)"', labels))["le"])
+    below = max((b for b in bounds if b < le), default=0.0)
+    return below < value <= le
+
+
+def test_exemplars_sit_on_the_series_their_segment_was_observed_on(traced_agent, http_service):
+    # Each request fsyncs writes from its own thread: its segment observes
+    # block-IO series (a device, an op, a stage) and the server-latency
+    # series of the edge from this client.
+    ids = []
+    for _ in range(5):
+        traceparent = new_traceparent()
+        get(http_service, traceparent)
+        ids.append(traceparent.split("-")[1])
+    for trace_id in ids:
+        segments(traced_agent, trace_id, "server")
     _, content_type, text = traced_agent.get(
         "/metrics", accept="application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
-    lines = [line for line in text.splitlines()
-             if line.startswith("traces_service_graph_request_server_seconds_bucket")
-             and 'server="checkout-api"' in line and "# {trace_id=" in line]
-    assert lines, "no exemplar on the checkout-api server histogram"
+    found = [m.groups() for m in map(EXEMPLAR.match, text.splitlines()) if m]
+    mine = [(name, labels, trace_id, float(value)) for name, labels, trace_id, value in found
+            if 'service="checkout-api"' in labels or 'server="checkout-api"' in labels]
+    names = {name for name, *_ in mine}
+    assert "taskscope_blockio_latency_seconds" in names, found
+    assert "traces_service_graph_request_server_seconds" in names, found
+    what_of = {"taskscope_blockio_latency_seconds": "blockio",
+               "taskscope_runqueue_latency_seconds": "runqueue",
+               "traces_service_graph_request_server_seconds": "server"}
+    for name, labels, trace_id, value in mine:
+        # The exemplar's segment made this very observation: on this
+        # series (device, op, stage), with this value.
+        series = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        observed = [tuple(o["labels"]) for s in segments(traced_agent, trace_id, "server")
+                    for o in s["observations"]
+                    if o["what"] == what_of[name] and abs(o["seconds"] - value) < 1e-9]
+        assert observed, (name, labels, trace_id, value)
+        if name == "taskscope_blockio_latency_seconds":
+            assert (series["device"], series["op"], series["stage"]) in observed
+        assert _bucket_holds(text, name, labels, value), (name, labels, value)
 
 
 @pytest.fixture(scope="module")

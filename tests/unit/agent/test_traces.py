@@ -4,6 +4,7 @@ import types
 
 from taskscope.agent.kernel.segment_reader import segment_from_event
 from taskscope.agent.trace_store import TraceStore
+from taskscope.records.segments import Observation
 from tests.unit.fixtures import segment
 
 
@@ -24,13 +25,23 @@ def test_slowest_filters_by_service_and_duration():
     assert [s.trace_id for s in found] == ["2" * 32]
 
 
-def test_exemplars_remember_the_latest_segment_showing_each_figure():
+def test_exemplars_are_kept_per_series_with_the_value_observed_there():
     store = TraceStore()
-    store.add(segment(trace="1" * 32, runqueue=0.002))
-    store.add(segment(trace="2" * 32, kind="task"))
-    assert store.exemplar("checkout", "runqueue_seconds").trace_id == "1" * 32
-    assert store.exemplar("checkout", "server").trace_id == "1" * 32
-    assert store.exemplar("checkout", "blockio_seconds") is None
+    write = Observation("blockio", ("vda", "write", "device"), 0.004)
+    store.add(segment(trace="1" * 32, observations=(
+        Observation("runqueue", (), 0.002), write,
+        Observation("server", ("10.0.0.1",), 0.5))))
+    store.add(segment(trace="2" * 32, kind="task", observations=(
+        Observation("blockio", ("vda", "flush", "queue"), 0.001),)))
+    found, seconds = store.exemplar("checkout", "blockio", ("vda", "write", "device"))
+    assert (found.trace_id, seconds) == ("1" * 32, 0.004)
+    assert store.exemplar("checkout", "blockio", ("vda", "flush", "queue"))[0].trace_id == "2" * 32
+    assert store.exemplar("checkout", "runqueue")[1] == 0.002
+    assert store.exemplar("checkout", "server", ("10.0.0.1",))[1] == 0.5
+    # Nothing observed on these series: no exemplar.
+    assert store.exemplar("checkout", "blockio", ("vda", "write", "queue")) is None
+    assert store.exemplar("checkout", "server", ("10.0.0.9",)) is None
+    assert store.exemplar("payments", "runqueue") is None
 
 
 
@@ -44,11 +55,20 @@ def test_event_becomes_a_segment_in_wall_clock_time():
                                     blockio_count=3, network_ns=5, other_ns=0)
     ctx = types.SimpleNamespace(trace_id=bytes(range(16)), span_id=bytes(range(8)), flags=1,
                                 source=2)
+    samples = types.SimpleNamespace(runqueue_ns=1_500_000, blk_queue_ns=0, blk_queue_dev=0,
+                                    blk_queue_op=0, blk_device_ns=3_000_000,
+                                    blk_device_dev=(7 << 20) | 99, blk_device_op=2,
+                                    peer=bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1]))
     event = types.SimpleNamespace(ctx=ctx, owner=None, tgid=10, tid=11, role=1,
                                   start_ns=1_000_000_000, end_ns=1_500_000_000, retransmits=1,
-                                  done=figures)
+                                  done=figures, samples=samples)
     s = segment_from_event(event, "checkout", wall_offset_ns=1_700_000_000 * 10**9)
     assert s.trace_id == bytes(range(16)).hex() and s.context == "b3" and s.kind == "server"
     assert s.start == 1_700_000_001.0 and round(s.duration_seconds, 6) == 0.5
     assert s.runqueue_seconds == 0.002 and s.blockio_count == 3
     assert s.to_json()["duration_seconds"] == 0.5
+    # Its single observations: its longest run-queue wait, its slowest IO on
+    # the device (a flush on a device sysfs does not know), the client it served.
+    assert s.observations == (Observation("runqueue", (), 0.0015),
+                              Observation("blockio", ("7:99", "flush", "device"), 0.003),
+                              Observation("server", ("10.0.0.1",), 0.5))

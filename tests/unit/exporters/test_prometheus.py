@@ -7,6 +7,7 @@ from taskscope.agent.trace_store import TraceStore
 from taskscope.exporters.prometheus import KernelMetrics
 from taskscope.records.histogram import Log2Histogram
 from taskscope.records.metrics import CounterRow, HistogramRow, NodeHealth, Owner
+from taskscope.records.segments import Observation
 from tests.unit.fixtures import segment
 
 
@@ -124,7 +125,8 @@ def test_a_failing_reading_leaves_the_health_metrics():
 
 def test_openmetrics_scrapes_carry_a_trace_exemplar():
     store = TraceStore()
-    store.add(segment(trace="12" * 16, service="payment", runqueue=0.000006))
+    store.add(segment(trace="12" * 16, service="payment", runqueue=0.000006,
+                      observations=(Observation("runqueue", (), 0.000006),)))
     rows = [HistogramRow(Owner("payment"), {}, hist(12, 1, 6000))]
     registry = registry_over(FakeReadings({"runqueue_latency": rows}), trace_store=store)
     text = openmetrics(registry).decode()

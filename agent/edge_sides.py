@@ -3,21 +3,26 @@ records over a time window, and the table of local listeners that names
 a client's peer.  Building the graph from them is topology's job."""
 
 import collections
+import ctypes
 import ipaddress
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from taskscope.agent.host import identity, sockets
 from taskscope.agent.host.cgroups import cgroup_id
-from taskscope.agent.host.conntrack import DnatTable
-from taskscope.agent.kernel_abi import Role, ident_hash
-from taskscope.records.edges import CLIENT, SERVER, EdgeSide, since
+from taskscope.agent.host.conntrack import Conntrack
+from taskscope.agent.kernel_abi import FOLDED_CONNECTIONS, Role, ident_hash
+from taskscope.records.edges import CLIENT, SERVER, EdgeSide, since, v4_mapped
 from taskscope.records.histogram import Log2Histogram
 
 log = logging.getLogger(__name__)
 
 ROLES = {Role.CLIENT: CLIENT, Role.SERVER: SERVER}
+# A reading that finds connections to virtual IPs it cannot name reads
+# conntrack again, at most this often (seconds).
+NAT_REFRESH_MIN = 1.0
 
 
 class EdgeSideRecorder:
@@ -37,11 +42,14 @@ class EdgeSideRecorder:
         self._endpoint_ttl = endpoint_ttl
         self._endpoints = {}
         self._endpoints_at = float("-inf")
-        self._dnat = DnatTable()
+        self._nat = Conntrack()
+        self._nat_at = float("-inf")
+        self._virtual_ips_refused = 0
         self.max_window = max_window
         self._interval = interval
         self._readings = collections.deque(maxlen=int(max_window / interval) + 2)
         self._lock = threading.Lock()
+        self._started = time.monotonic()  # the kernel maps count from here
         # Edge sides idle this long are deleted from the kernel maps, which
         # would otherwise fill with every connection pair ever seen.
         self._expiry = expiry
@@ -52,11 +60,75 @@ class EdgeSideRecorder:
 
     def record(self):
         """Keep a reading for later windows; called every `interval` seconds."""
-        self._dnat.refresh()  # catch NAT entries while they last
+        self._refresh_nat(every_namespace=True)  # catch NAT entries while they last
+        self._fold_closed_connections()
         now, sides = time.monotonic(), self.sides()
         with self._lock:
             self._readings.append((now, sides))
         self._expire(now, sides)
+
+    def _refresh_nat(self, every_namespace=False):
+        self._nat_at = time.monotonic()
+        self._nat.refresh(every_namespace)
+        refused = self._maps.add_virtual_ips(self._nat.virtual_ips())
+        if refused and not self._virtual_ips_refused:
+            log.warning("%d virtual IPs could not be marked (the kernel map is full): their "
+                        "connections are named after the backend seen last", refused)
+        self._virtual_ips_refused = refused
+
+    def nat_readable(self):
+        """Whether the last conntrack read worked (a gauge says so)."""
+        return self._nat.readable
+
+    def _resolved(self, key):
+        return self._nat.connection_backend(ipaddress.ip_address(bytes(key.local)), key.conn_port,
+                                            ipaddress.ip_address(bytes(key.peer)),
+                                            key.peer_port) is not None
+
+    def _backend(self, key):
+        """(ip, port) a client side's connections reached: a connection to a
+        virtual IP by its own conntrack entry, else the backend seen last
+        behind that virtual IP, else the address it connected to."""
+        peer, port = ipaddress.ip_address(bytes(key.peer)), key.peer_port
+        if key.conn_port not in (0, FOLDED_CONNECTIONS):
+            found = self._nat.connection_backend(ipaddress.ip_address(bytes(key.local)),
+                                                 key.conn_port, peer, port)
+            if found:
+                return found
+        return self._nat.backend(peer, port) or (peer, port)
+
+    def _fold_closed_connections(self):
+        """Fold the series of closed connections to virtual IPs into one
+        series per (client, backend): the kernel gives each such connection
+        series of its own so that each lands on the backend that served it,
+        and this keeps their number bounded by the connections open.  Stored
+        readings are folded alike, so windows still subtract like from like."""
+        rows = self._maps.edge_rows()  # before the open set: see KernelMaps.fold_edges
+        still_open = self._maps.open_virtual_connections()
+        folds = {}
+        for _, _, key in rows:
+            if key.role != Role.CLIENT or key.conn_port in (0, FOLDED_CONNECTIONS) or \
+                    bytes(key) in still_open:
+                continue
+            target = type(key).from_buffer_copy(bytes(key))
+            backend = self._nat.connection_backend(ipaddress.ip_address(bytes(key.local)),
+                                                   key.conn_port,
+                                                   ipaddress.ip_address(bytes(key.peer)),
+                                                   key.peer_port)
+            if backend:
+                ctypes.memmove(target.peer, v4_mapped(backend[0]).packed, 16)
+                target.peer_port = backend[1]
+            target.conn_port = FOLDED_CONNECTIONS
+            folds[bytes(key)] = target
+        if not folds:
+            return
+        self._maps.fold_edges(folds)
+        renamed = {old: bytes(new) for old, new in folds.items()}
+        with self._lock:
+            for i, (t, sides) in enumerate(self._readings):
+                self._readings[i] = (t, _fold_reading(sides, renamed))
+            for old in renamed:
+                self._last_active.pop(old, None)
 
     def _expire(self, now, sides):
         seen = {}
@@ -94,7 +166,7 @@ class EdgeSideRecorder:
                     table[address] = self._resolver.resolve(
                         cgroup_id(pid, self._cgroup_root), ident)
             self._endpoints, self._endpoints_at = table, time.monotonic()
-            self._dnat.refresh()
+            self._refresh_nat()
         return {k: v for k, v in self._endpoints.items() if self._owns(k[0])}
 
     def _owns(self, ip):
@@ -107,7 +179,12 @@ class EdgeSideRecorder:
     def sides(self):
         """Every edge side in the kernel maps, cumulative since the agent started."""
         out = []
-        for stats, slots, key in self._maps.edge_rows():
+        rows = self._maps.edge_rows()
+        if time.monotonic() - self._nat_at >= NAT_REFRESH_MIN and any(
+                key.conn_port not in (0, FOLDED_CONNECTIONS) and not self._resolved(key)
+                for _, _, key in rows):
+            self._refresh_nat()  # connections to virtual IPs it has not read yet
+        for stats, slots, key in rows:
             role = ROLES.get(key.role)
             if role is None:
                 continue
@@ -117,7 +194,7 @@ class EdgeSideRecorder:
             peer, peer_port = ipaddress.ip_address(bytes(key.peer)), key.peer_port
             if role == CLIENT:
                 # A virtual IP the node DNATs: name the backend it reached.
-                peer, peer_port = self._dnat.backend(peer, peer_port) or (peer, peer_port)
+                peer, peer_port = self._backend(key)
             side = EdgeSide(
                 service=self._resolver.resolve(key.owner.cgroup_id, key.owner.ident),
                 role=role, local=ipaddress.ip_address(bytes(key.local)),
@@ -137,5 +214,28 @@ class EdgeSideRecorder:
         cutoff = time.monotonic() - window
         with self._lock:
             older = [r for t, r in self._readings if t <= cutoff]
-            earlier = older[-1] if older else (self._readings[0][1] if self._readings else [])
+            if older:
+                earlier = older[-1]
+            elif cutoff <= self._started or not self._readings:
+                earlier = []  # the window reaches back past the agent's start
+            else:
+                earlier = self._readings[0][1]  # the oldest reading still kept
         return since(sides, earlier)
+
+
+def _fold_reading(sides, renamed):
+    """A reading with the sides whose keys `renamed` maps folded into one
+    side per new key (added to a side already there)."""
+    out, folded = [], {}
+    for side in sides:
+        new = renamed.get(side.key)
+        if new is None:
+            out.append(side)
+        else:
+            moved = replace(side, key=new)
+            folded[new] = folded[new].plus(moved) if new in folded else moved
+    for side in out:
+        if side.key in folded:
+            folded[side.key] = side.plus(folded[side.key])
+    kept = [s for s in out if s.key not in folded]
+    return kept + list(folded.values())

@@ -52,6 +52,10 @@ class Phase(enum.IntEnum):
     RESPONSE = 2
 
 
+# struct edge_key.conn_port of the series user space folded closed
+# connections to a virtual IP into (agent/edge_sides.py); no local port is it.
+FOLDED_CONNECTIONS = 0xFFFFFFFF
+
 # A connection moves its batched exchanges onto its edge at most this often
 # (bpf/tcp/exchanges.h); user space adds what is still batched when it reads.
 EDGE_FLUSH_NS = 1_000_000_000
@@ -122,6 +126,8 @@ MAP_SIZES = {
     "EDGE_ENTRIES": 16384,
     "MAX_TRACED_THREADS": 16384,
     "MAX_PENDING_TRACES": 4096,
+    "TCP_MAX_VIRTUAL_IPS": 4096,
+    "TCP_MAX_VIRTUAL_CONNECTIONS": 16384,
 }
 
 

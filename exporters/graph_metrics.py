@@ -8,7 +8,7 @@ started: the graph is rebuilt from the kernel maps on every scrape.
 
 import logging
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from taskscope.exporters.exemplars import server_exemplar_buckets
 
@@ -30,9 +30,10 @@ class GraphMetrics:
     """A prometheus_client custom collector over a service graph:
     `graph_of()` returns the nx.DiGraph of topology.graph.build_graph."""
 
-    def __init__(self, graph_of, trace_store=None):
+    def __init__(self, graph_of, trace_store=None, conntrack_readable=None):
         self._graph_of = graph_of
         self._trace_store = trace_store
+        self._conntrack_readable = conntrack_readable
 
     def describe(self):
         return []
@@ -67,3 +68,9 @@ class GraphMetrics:
         except Exception:  # the scrape path never raises
             log.exception("building the service graph for /metrics failed")
         yield from (requests, failed, client, server)
+        if self._conntrack_readable is not None:
+            yield GaugeMetricFamily(
+                "taskscope_conntrack_readable",
+                "1 when the last read of conntrack worked; 0: connections to virtual IPs "
+                "(ClusterIPs, published ports) keep the virtual IP as their server.",
+                value=int(bool(self._conntrack_readable())))

@@ -36,6 +36,14 @@ class EdgeSide:
         return replace(self, latency=self.latency.minus(earlier.latency),
                        **{k: getattr(self, k) - getattr(earlier, k) for k in self.COUNTS})
 
+    def plus(self, other):
+        """This side and `other` (another series of the same side) as one."""
+        latency = Log2Histogram()
+        latency.merge(self.latency)
+        latency.merge(other.latency)
+        return replace(self, latency=latency,
+                       **{k: getattr(self, k) + getattr(other, k) for k in self.COUNTS})
+
     @property
     def active(self):
         return bool(self.latency.count or any(getattr(self, k) for k in self.COUNTS))

@@ -71,7 +71,8 @@ def serve_graph(server, recorder, cfg, trace_store):
     server.routes.update(graph_routes.graph_routes(
         lambda window: to_json(graph_of(window)),
         config.parse_duration(cfg.graph_window), recorder.max_window, sides_of=sides_of))
-    server.registry.register(GraphMetrics(graph_of, trace_store))
+    server.registry.register(GraphMetrics(graph_of, trace_store,
+                                          conntrack_readable=recorder.nat_readable))
 
 
 def run(cfg):

@@ -45,6 +45,9 @@ class KernelMaps:
         self.probe_variants = probe_variants or {}
         self._names = collections.OrderedDict()
         self._names_lock = threading.Lock()  # scrapes and the graph recorder share it
+        # Reading the edge maps and folding connections' series in them
+        # exclude each other: a reading never sees a series twice or not at all.
+        self._edges_lock = threading.Lock()
         self._name_cache_size = name_cache_size
         self._sizes = {}
 
@@ -90,6 +93,10 @@ class KernelMaps:
     def edge_rows(self):
         """[stats or None, [(slot, count, sum_ns)], edge key without slot] of the graph
         maps, plus what connections still hold in their batches."""
+        with self._edges_lock:
+            return self._edge_rows()
+
+    def _edge_rows(self):
         edges = {}
         for key, value in self.rows("edge_latency"):
             slot = key.slot
@@ -150,6 +157,67 @@ class KernelMaps:
             row[0].sent_bytes += info.unflushed_sent
             row[0].received_bytes += info.unflushed_received
             row[0].failed_requests += failed
+
+    def add_virtual_ips(self, addresses):
+        """Mark (v4-mapped ip, port) as virtual IPs for the kernel side (bpf/tcp/
+        exchanges.h): connections to them get series of their own.  Returns how
+        many could not be added because the map is full."""
+        try:
+            table = self._bpf["tcp_virtual_ips"]
+        except KeyError:  # tcp_exchanges is not loaded
+            return 0
+        refused = 0
+        for ip, port in addresses:
+            key = table.Key()
+            ctypes.memmove(key.addr, ip.packed, 16)
+            key.port = port
+            try:
+                table[key] = ctypes.c_ubyte(1)
+            except Exception:  # BCC raises plain Exception when the map is full
+                refused += 1
+        return refused
+
+    def open_virtual_connections(self):
+        """Edge keys (bytes, slot 0) of the connections to virtual IPs still open."""
+        try:
+            self._bpf["tcp_virtual_connections"]
+        except KeyError:
+            return set()
+        return {bytes(key) for _, key in self.rows("tcp_virtual_connections")}
+
+    def fold_edges(self, folds):
+        """Move the series of `folds` {edge key bytes (slot 0): target edge key}
+        onto their targets and delete them.  Only for connections that are
+        closed (the kernel no longer writes their keys) onto targets only user
+        space writes (conn_port FOLDED_CONNECTIONS), so read-modify-write is safe."""
+        if not folds:
+            return
+        latency, stats = self._bpf["edge_latency"], self._bpf["edge_stats"]
+        with self._edges_lock:
+            for key, value in self.rows("edge_latency"):
+                slot = key.slot
+                key.slot = 0
+                target = folds.get(bytes(key))
+                if target is None:
+                    continue
+                key.slot = slot
+                into = latency.Key.from_buffer_copy(bytes(target))
+                into.slot = slot
+                old = latency.get(into)
+                merged = latency.Leaf(value.count + (old.count if old else 0),
+                                      value.sum_ns + (old.sum_ns if old else 0))
+                latency[into] = merged
+                latency.pop(key, None)
+            for key, value in self.rows("edge_stats"):
+                target = folds.get(bytes(key))
+                if target is None:
+                    continue
+                into = stats.Key.from_buffer_copy(bytes(target))
+                old = stats.get(into) or stats.Leaf()
+                for name, _ in stats.Leaf._fields_:
+                    setattr(old, name, getattr(old, name) + getattr(value, name))
+                stats[into] = old
+                stats.pop(key, None)
 
     def forget_edges(self, keys):
         """Delete edge sides (kernel keys without slot, as bytes) from both graph maps."""

@@ -27,6 +27,30 @@ BPF_HASH(edge_stats, struct edge_key, struct edge_stats, EDGE_ENTRIES);
  * connection's next flush.  One insert per connection, deleted at close. */
 BPF_TABLE("lru_hash", u64, u8, tcp_exchange_sockets, TCP_SOCKET_SLOTS);
 
+/* Virtual IPs: destinations (v4-mapped address, port) that conntrack shows
+ * translated to another, filled by user space (agent/host/conntrack.py). */
+struct virtual_ip {
+	u8 addr[16];
+	u16 port;
+	u16 pad;
+};
+BPF_HASH(tcp_virtual_ips, struct virtual_ip, u8, TCP_MAX_VIRTUAL_IPS);
+/* Open connections to virtual IPs (socket -> its edge key): their series are
+ * final once they are gone from here, and user space may fold them. */
+BPF_TABLE("lru_hash", u64, struct edge_key, tcp_virtual_connections, TCP_MAX_VIRTUAL_CONNECTIONS);
+
+/* A client connection just established: to a virtual IP, it keeps series
+ * of its own (struct edge_key.conn_port) until user space folds them. */
+static __always_inline void edge_mark_virtual(struct tcp_sock_info *i, u64 sk)
+{
+	struct virtual_ip v = {.port = i->edge.peer_port};
+	__builtin_memcpy(v.addr, i->edge.peer, 16);
+	if (!tcp_virtual_ips.lookup(&v))
+		return;
+	i->edge.conn_port = i->local_port;
+	tcp_virtual_connections.update(&sk, &i->edge);
+}
+
 static __always_inline struct edge_stats *edge_stats_of(struct edge_key *k)
 {
 	struct edge_stats zero = {};

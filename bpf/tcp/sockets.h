@@ -16,7 +16,11 @@ struct edge_key {
 	u16 peer_port;
 	u8 role;
 	u8 slot;        /* log2 slot in edge_latency; 0 in edge_stats */
-	u32 pad;
+	/* A client's connection to a virtual IP (one NAT sends elsewhere): its
+	 * local port, so that the connection has series of its own until user
+	 * space names the backend it reached and folds them
+	 * (agent/edge_sides.py; FOLDED_CONNECTIONS then); else 0. */
+	u32 conn_port;
 };
 
 struct tcp_sock_info {

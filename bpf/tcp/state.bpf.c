@@ -54,6 +54,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		info->local_port = args->sport;
 		info->peer_port = args->dport;
 		copy_address(info->edge.local, args->family, args->saddr, args->saddr_v6);
+		edge_mark_virtual(info, sk);
 		struct edge_stats *e = edge_stats_of(&info->edge);
 		if (e)
 			__sync_fetch_and_add(&e->connections, 1);
@@ -117,6 +118,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		edge_flush(info, now, 1);
 		if (info->listed)
 			tcp_exchange_sockets.delete(&sk);
+		if (info->edge.conn_port)
+			tcp_virtual_connections.delete(&sk);
 #endif
 		tcp_socket_delete(sk);
 	}

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.e2e.agent_process import Agent, value
-from tests.e2e.workloads import PAYMENT_DELAY, run_named, sh
+from tests.e2e.workloads import LINE_SERVER, PAYMENT_DELAY, run_named, sh
 
 REQUESTS = 30
 
@@ -137,6 +137,97 @@ def test_a_dnat_virtual_ip_is_resolved_to_the_backend_service(agent, virtual_ip)
     assert ("vip-client", "orders") in edges, [k for k in edges if k[0] == "vip-client"]
     assert edges["vip-client", "orders"]["client_requests"] == 5
     assert not [k for k in edges if k[1] == f"{ip}:{port}"]
+
+
+THREE_VIP = "198.18.100.3"
+BACKENDS = 3
+
+
+@pytest.fixture
+def three_backends():
+    """THREE_VIP:80 DNATed in turn (iptables nth, as kube-proxy spreads a
+    ClusterIP) to three line servers, each in its own network namespace
+    behind its own veth pair (198.18.20{i}.0/30)."""
+    procs, rules = [], []
+    for i in range(BACKENDS):
+        ns, host, peer = f"ts-vip-b{i}", f"ts-vip-h{i}", f"ts-vip-p{i}"
+        sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", host, check=False)
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+        sh("ip", "link", "set", peer, "netns", ns)
+        sh("ip", "addr", "add", f"198.18.20{i}.1/30", "dev", host)
+        sh("ip", "link", "set", host, "up")
+        sh("ip", "-n", ns, "addr", "add", f"198.18.20{i}.2/30", "dev", peer)
+        sh("ip", "-n", ns, "link", "set", peer, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "route", "add", "default", "via", f"198.18.20{i}.1")
+        proc = run_named(f"stock-{i}", LINE_SERVER, f"198.18.20{i}.2", 9300, netns=ns, wait=False,
+                         stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "listening"
+        procs.append(proc)
+    route = [f"{THREE_VIP}/32", "dev", "ts-vip-h0", "src", "198.18.200.1"]
+    sh("ip", "route", "add", *route)
+    for i in range(BACKENDS):
+        # Rule i takes every (3 - i)th connection that reaches it: 1/3 each.
+        every = ["-m", "statistic", "--mode", "nth", "--every", str(BACKENDS - i),
+                 "--packet", "0"] if i < BACKENDS - 1 else []
+        rule = ["-p", "tcp", "-d", THREE_VIP, "--dport", "80", *every, "-j", "DNAT",
+                "--to-destination", f"198.18.20{i}.2:9300"]
+        sh("iptables", "-t", "nat", "-A", "OUTPUT", *rule)
+        rules.append(rule)
+    yield THREE_VIP, 80
+    for rule in rules:
+        sh("iptables", "-t", "nat", "-D", "OUTPUT", *rule, check=False)
+    sh("ip", "route", "del", *route, check=False)
+    for i, proc in enumerate(procs):
+        proc.kill()
+        proc.wait()
+        sh("ip", "link", "del", f"ts-vip-h{i}", check=False)
+        sh("ip", "netns", "del", f"ts-vip-b{i}", check=False)
+
+
+VIP_CLIENT = """
+import socket, sys
+ip, port, connections, each = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for _ in range(connections):
+    f = socket.create_connection((ip, port), timeout=5).makefile("rwb", buffering=0)
+    for _ in range(each):
+        f.write(b"req\\n")
+        assert f.readline() == b"ok\\n"
+    f.close()
+"""
+
+
+def test_each_connection_to_a_virtual_ip_lands_on_the_backend_that_served_it(agent,
+                                                                           three_backends):
+    ip, port = three_backends
+    # conntrack shows the virtual IP once a connection has used it; the agent
+    # reads conntrack at least every 5 s when asked for the graph.
+    run_named("vip-spread", VIP_CLIENT, ip, port, 1, 0)
+    time.sleep(5.5)
+    graph_edges(agent)
+    run_named("vip-spread", VIP_CLIENT, ip, port, 30, 10)
+    time.sleep(1.2)
+    _, edges = graph_edges(agent)
+    counts = {i: edges.get(("vip-spread", f"stock-{i}"), {}).get("client_requests")
+              for i in range(BACKENDS)}
+    assert counts == {i: 100 for i in range(BACKENDS)}, agent.get("/api/graph/sides")[2]
+    assert not [k for k in edges if k[1].startswith(ip)]
+    # Closed connections' series are folded into one per backend at the
+    # recorder's next reading (every 10 s): counts stay, series go.
+    deadline = time.monotonic() + 25
+    while True:
+        _, _, body = agent.get("/api/graph/sides")
+        mine = [s for s in json.loads(body)["sides"]
+                if s["service"] == "vip-spread" and s["role"] == "client"]
+        if len(mine) <= BACKENDS + 1 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(mine) <= BACKENDS + 1, len(mine)  # + the first connection's, by its virtual IP
+    _, edges = graph_edges(agent)
+    assert {i: edges[("vip-spread", f"stock-{i}")]["client_requests"]
+            for i in range(BACKENDS)} == {i: 100 for i in range(BACKENDS)}
 
 
 def test_idle_edges_expire_from_the_kernel_maps(shop, tmp_path):

@@ -5,7 +5,6 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskscope.agent.host.conntrack import parse_conntrack
 from taskscope.agent.host.sockets import (TCP_ESTABLISHED, parse_fib_trie_locals,
                                           parse_if_inet6, parse_tcp_rows)
 
@@ -47,23 +46,8 @@ def test_established_rows():
         (IP("127.0.0.1"), 8080, IP("127.0.0.2"), 41394, 77)]
 
 
-CONNTRACK = (
-    "ipv4     2 tcp      6 117 TIME_WAIT src=198.18.0.1 dst=198.18.100.1 sport=41234 dport=80 "
-    "src=198.18.0.2 dst=198.18.0.1 sport=9101 dport=41234 [ASSURED] mark=0 zone=0 use=2\n"
-    "ipv4     2 tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=5 dport=6 "
-    "src=127.0.0.1 dst=127.0.0.1 sport=6 dport=5 [ASSURED] mark=0 use=1\n"
-    "ipv4     2 udp      17 20 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=53 src=10.0.0.3 "
-    "dst=10.0.0.1 sport=53 dport=1 mark=0 use=1\n")
-
-
-def test_conntrack_keeps_translated_tcp_entries_only():
-    assert parse_conntrack(CONNTRACK) == [
-        ((mapped("198.18.100.1"), 80), (mapped("198.18.0.2"), 9101))]
-
-
 @given(st.text())
 def test_kernel_text_parsers_never_raise(text):
-    parse_conntrack(text)
     parse_fib_trie_locals(text)
     parse_if_inet6(text)
     parse_tcp_rows(text, TCP_ESTABLISHED)

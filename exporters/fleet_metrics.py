@@ -29,6 +29,17 @@ class FleetMetrics:
             "Trace lookups the agent failed (down, timed out, malformed).", labels=["agent"])
         for url in self._fleet.agent_urls:
             trace_failures.add_metric([url], self._fleet.trace_failures[url])
+        skipped = CounterMetricFamily(
+            "taskscope_collector_sides_skipped",
+            "Malformed edge sides or endpoints in an agent's reply, left out (the rest "
+            "of the reply is used).", labels=["agent"])
+        for url in self._fleet.agent_urls:
+            skipped.add_metric([url], self._fleet.skipped[url])
         yield up
         yield failures
         yield trace_failures
+        yield skipped
+        yield CounterMetricFamily(
+            "taskscope_collector_discovery_failures",
+            "Times the agents' DNS name did not resolve; the agents known were marked down.",
+            value=self._fleet.discovery_failures)

@@ -8,9 +8,11 @@ answers garbage is logged, counted and left out; the rest are still served.
 
 import collections
 import concurrent.futures
+import http.client
 import json
 import logging
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,11 +21,42 @@ from taskscope.records.segments import segments_from_json
 from taskscope.topology.graph import build_graph
 from taskscope.topology.sides_json import SidesFormatError, sides_from_json
 
-__all__ = ["AgentFleet", "dns_agents"]
+__all__ = ["AgentFleet", "DiscoveryError", "dns_agents"]
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 64 << 20
+# Everything an agent can throw at an HTTP client: sockets, HTTP (a status
+# line or a chunk it cannot parse, a reply cut short), bodies that are no
+# JSON or no UTF-8, replies of the wrong shape.
+AGENT_ERRORS = (OSError, ValueError, http.client.HTTPException, SidesFormatError)
+
+
+class DeadlineExceeded(OSError):
+    """An agent took longer than the collector's deadline for one reply."""
+
+
+def read_reply(url, timeout, deadline):
+    """The body at `url`: at most MAX_REPLY_BYTES, within `deadline` seconds
+    overall (`timeout` bounds each socket operation; an agent trickling a
+    byte at a time meets the deadline instead)."""
+    ends = time.monotonic() + deadline
+    with urllib.request.urlopen(url, timeout=timeout) as reply:
+        chunks, size = [], 0
+        while True:
+            if time.monotonic() > ends:
+                raise DeadlineExceeded(f"no complete reply within {deadline:g} s")
+            chunk = reply.read1(65536) if hasattr(reply, "read1") else reply.read(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                raise SidesFormatError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+            chunks.append(chunk)
+
+
+class DiscoveryError(OSError):
+    """The agents could not be found (their DNS name does not resolve)."""
 
 
 def dns_agents(name_port):
@@ -33,8 +66,8 @@ def dns_agents(name_port):
     try:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        log.warning("cannot resolve the agents at %s: %s", name_port, exc)
-        return []
+        # Not an empty fleet: the graph would be served empty with 200.
+        raise DiscoveryError(f"cannot resolve the agents at {name_port}: {exc}") from exc
     addresses = sorted({info[4][0] for info in infos})
     return [f"http://[{a}]:{port}" if ":" in a else f"http://{a}:{port}" for a in addresses]
 
@@ -45,17 +78,30 @@ class AgentFleet:
 
     MAX_AGENTS = 10000
 
-    def __init__(self, agent_urls, timeout=5.0):
+    def __init__(self, agent_urls, timeout=5.0, deadline=None):
         self._urls = agent_urls if callable(agent_urls) else \
             (lambda fixed=list(dict.fromkeys(u.rstrip("/") for u in agent_urls)): fixed)
         self.timeout = timeout
+        self.deadline = deadline or 2 * timeout  # per agent and reply, overall
         self.up = {}
         self.failures = collections.Counter()
         self.trace_failures = collections.Counter()
+        self.skipped = collections.Counter()    # malformed sides left out, per agent
+        self.discovery_failures = 0
+        self.agent_urls = []
         self._discover()
 
     def _discover(self):
-        urls = self._urls()[: self.MAX_AGENTS]
+        try:
+            urls = self._urls()[: self.MAX_AGENTS]
+        except DiscoveryError as exc:
+            # Keep the agents known so far, all marked down: an outage of
+            # DNS shows as agents down, not as an empty graph.
+            log.warning("%s; the %d agents known are marked down", exc, len(self.agent_urls))
+            self.discovery_failures += 1
+            for url in self.agent_urls:
+                self.up[url] = 0
+            return []
         self.agent_urls = urls
         for gone in set(self.up) - set(urls):  # agents that left (a node removed)
             del self.up[gone]
@@ -73,15 +119,15 @@ class AgentFleet:
 
     def _fetch(self, url, window):
         try:
-            with urllib.request.urlopen(f"{url}/api/graph/sides?window={window:g}s",
-                                        timeout=self.timeout) as reply:
-                data = reply.read(MAX_REPLY_BYTES + 1)
-            if len(data) > MAX_REPLY_BYTES:
-                raise SidesFormatError(f"reply larger than {MAX_REPLY_BYTES} bytes")
-            result = sides_from_json(json.loads(data))
+            data = read_reply(f"{url}/api/graph/sides?window={window:g}s", self.timeout,
+                              self.deadline)
+            sides, endpoints, skipped = sides_from_json(json.loads(data))
+            if skipped:
+                log.warning("agent %s: %d malformed sides or endpoints left out", url, skipped)
+                self.skipped[url] += skipped
             self.up[url] = 1
-            return result
-        except (OSError, ValueError, SidesFormatError) as exc:
+            return sides, endpoints
+        except AGENT_ERRORS as exc:
             # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
             log.warning("agent %s left out of the graph: %s", url, exc)
             self.up[url] = 0
@@ -92,21 +138,14 @@ class AgentFleet:
         """Every agent's segments at `path`, each tagged with its agent."""
         def ask(url):
             try:
-                with urllib.request.urlopen(url + path, timeout=self.timeout) as reply:
-                    data = reply.read(MAX_REPLY_BYTES + 1)
+                data = read_reply(url + path, self.timeout, self.deadline)
+                return [dict(s, agent=url) for s in segments_from_json(json.loads(data))]
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:  # the agent saw nothing of that trace
                     return []
                 error = exc
-            except OSError as exc:
+            except AGENT_ERRORS as exc:
                 error = exc
-            else:
-                try:
-                    if len(data) > MAX_REPLY_BYTES:
-                        raise ValueError(f"reply larger than {MAX_REPLY_BYTES} bytes")
-                    return [dict(s, agent=url) for s in segments_from_json(json.loads(data))]
-                except ValueError as exc:
-                    error = exc
             log.warning("agent %s left out of a trace lookup: %s", url, error)
             self.trace_failures[url] += 1
             return []

@@ -1,14 +1,18 @@
 """The exchange format between agents and the collector: edge sides plus the
-agent's listener table, as JSON.  Peer data is untrusted: anything malformed
-raises SidesFormatError and nothing of that reply is used."""
+agent's listener table, as JSON.  Peer data is untrusted: a reply of the
+wrong shape raises SidesFormatError; a malformed side or endpoint in it is
+skipped and counted."""
 
 import ipaddress
+import logging
 
 from taskscope.records.edges import CLIENT, SERVER, EdgeSide, v4_mapped
 from taskscope.records.errors import TaskscopeError
 from taskscope.records.histogram import MAX_SLOT, Log2Histogram
 
 __all__ = ["SidesFormatError", "sides_to_json", "sides_from_json"]
+
+log = logging.getLogger(__name__)
 
 MAX_SIDES = 100_000
 MAX_NAME = 256
@@ -74,8 +78,28 @@ def _latency(rows, what):
     return hist
 
 
+def _side(s, what):
+    if not isinstance(s, dict):
+        raise SidesFormatError(f"{what}: expected an object")
+    role = s.get("role")
+    if role not in (CLIENT, SERVER):
+        raise SidesFormatError(f"{what}.role: expected client or server, got {role!r}")
+    return EdgeSide(
+        _name(s.get("service"), f"{what}.service"), role, _ip(s.get("local"), f"{what}.local"),
+        _ip(s.get("peer"), f"{what}.peer"), _port(s.get("peer_port"), f"{what}.peer_port"),
+        _latency(s.get("latency"), f"{what}.latency"),
+        *(_count(s.get(k), f"{what}.{k}") for k in
+          ("connections", "failed", "sent_bytes", "received_bytes")),
+        # Agents older than failed requests do not send them.
+        failed_requests=_count(s.get("failed_requests", 0), f"{what}.failed_requests"))
+
+
 def sides_from_json(data):
-    """([EdgeSide], {(ip, port): service}) from an agent's reply; SidesFormatError if malformed."""
+    """([EdgeSide], {(ip, port): service}, skipped) from an agent's reply.
+
+    A reply whose shape is wrong raises SidesFormatError; a side or endpoint
+    that is malformed (a bad name, address or count) is skipped and counted
+    in `skipped`, so one bad entry does not cost the agent's whole graph."""
     if not isinstance(data, dict):
         raise SidesFormatError("expected an object with sides and endpoints")
     sides, endpoints = data.get("sides"), data.get("endpoints")
@@ -83,29 +107,23 @@ def sides_from_json(data):
         raise SidesFormatError("sides and endpoints must be lists")
     if len(sides) > MAX_SIDES or len(endpoints) > MAX_SIDES:
         raise SidesFormatError(f"more than {MAX_SIDES} sides or endpoints")
-    out = []
+    out, table, skipped = [], {}, 0
     for i, s in enumerate(sides):
-        what = f"sides[{i}]"
-        if not isinstance(s, dict):
-            raise SidesFormatError(f"{what}: expected an object")
-        role = s.get("role")
-        if role not in (CLIENT, SERVER):
-            raise SidesFormatError(f"{what}.role: expected client or server, got {role!r}")
-        out.append(EdgeSide(
-            _name(s.get("service"), f"{what}.service"), role, _ip(s.get("local"), f"{what}.local"),
-            _ip(s.get("peer"), f"{what}.peer"), _port(s.get("peer_port"), f"{what}.peer_port"),
-            _latency(s.get("latency"), f"{what}.latency"),
-            *(_count(s.get(k), f"{what}.{k}") for k in
-              ("connections", "failed", "sent_bytes", "received_bytes")),
-            # Agents older than failed requests do not send them.
-            failed_requests=_count(s.get("failed_requests", 0), f"{what}.failed_requests")))
-    table = {}
+        try:
+            out.append(_side(s, f"sides[{i}]"))
+        except SidesFormatError as exc:
+            log.debug("skipping %s", exc)
+            skipped += 1
     for i, e in enumerate(endpoints):
         what = f"endpoints[{i}]"
-        if not isinstance(e, dict):
-            raise SidesFormatError(f"{what}: expected an object")
-        table[(_ip(e.get("ip"), f"{what}.ip"), _port(e.get("port"), f"{what}.port"))] = \
-            _name(e.get("service"), f"{what}.service")
-    return out, table
+        try:
+            if not isinstance(e, dict):
+                raise SidesFormatError(f"{what}: expected an object")
+            table[(_ip(e.get("ip"), f"{what}.ip"), _port(e.get("port"), f"{what}.port"))] = \
+                _name(e.get("service"), f"{what}.service")
+        except SidesFormatError as exc:
+            log.debug("skipping %s", exc)
+            skipped += 1
+    return out, table, skipped
 
 

@@ -9,11 +9,32 @@ Precedence, first match wins:
 """
 
 import re
+import unicodedata
 
 from taskscope.agent.kernel_abi import IdentKind
 
 UNKNOWN = "unknown"
 KERNEL = "kernel"
+# Longest service name exported, in characters (a Prometheus label, a DOT
+# node, an OTLP resource attribute and the collector's format all take it).
+MAX_SERVICE_NAME = 128
+
+
+def clean_name(name):
+    """A service name anything can carry: any bytes or str (cgroup directory
+    names, process environments and comms are chosen by local users) made
+    valid UTF-8 (undecodable bytes and lone surrogates become U+FFFD), with
+    control characters removed, at most MAX_SERVICE_NAME characters; empty
+    becomes `unknown`.  Quotes and backslashes stay: every output escapes them."""
+    if isinstance(name, bytes):
+        text = name.decode("utf-8", "replace")
+    else:
+        try:
+            text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # surrogates that escape no byte
+            text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in name)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cs")).strip()
+    return text[:MAX_SERVICE_NAME] or UNKNOWN
 
 _CONTAINER_ID = re.compile(
     r"^(?:(?:docker|cri-containerd|crio|libpod|containerd)-)?([0-9a-f]{64})(?:\.scope)?$")
@@ -61,6 +82,10 @@ class ServiceResolver:
         return meta.labels() if meta else {}
 
     def resolve(self, cgroup_id, ident):
+        """The owner's service name, clean (see clean_name) whatever it came from."""
+        return clean_name(self._resolve(cgroup_id, ident))
+
+    def _resolve(self, cgroup_id, ident):
         if not cgroup_id and not ident:
             return UNKNOWN
         entry = self._names(ident)

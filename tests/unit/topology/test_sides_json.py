@@ -36,7 +36,7 @@ def test_sides_round_trip():
                       connections=1, sent_bytes=30, received_bytes=9, failed=1,
                       failed_requests=2)]
     endpoints = {(mapped("10.0.0.2"), 9000): "payment"}
-    back_sides, back_endpoints = sides_from_json(
+    back_sides, back_endpoints, _ = sides_from_json(
         json.loads(json.dumps(sides_to_json(sides, endpoints))))
     assert back_endpoints == endpoints
     (side,) = back_sides
@@ -50,20 +50,32 @@ def test_an_agent_from_before_failed_requests_is_read_as_none_failed():
     body = sides_to_json([EdgeSide("orders", CLIENT, mapped("10.0.0.1"), mapped("10.0.0.2"),
                                    9000)], {})
     del body["sides"][0]["failed_requests"]
-    (side,), _ = sides_from_json(body)
+    (side,), _, _ = sides_from_json(body)
     assert side.failed_requests == 0
 
 
 @pytest.mark.parametrize("data, message", [
     ([], "expected an object"),
     ({"sides": {}, "endpoints": []}, "must be lists"),
+    ({"sides": [{}] * 100_001, "endpoints": []}, "more than"),
+])
+def test_a_reply_of_the_wrong_shape_is_named(data, message):
+    with pytest.raises(SidesFormatError, match=message):
+        sides_from_json(data)
+
+
+@pytest.mark.parametrize("data, message", [
     ({"sides": [{"role": "boss"}], "endpoints": []}, "sides[0].role"),
     ({"sides": [], "endpoints": [{"ip": "x", "port": 1, "service": "a"}]}, "endpoints[0].ip"),
     ({"sides": [], "endpoints": [{"ip": "::1", "port": 70000, "service": "a"}]}, "not a port"),
+    ({"sides": [], "endpoints": [{"ip": "::1", "port": 1, "service": "s" * 300}]},
+     "endpoints[0].service"),
 ])
-def test_malformed_peer_data_is_named(data, message):
-    with pytest.raises(SidesFormatError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        sides_from_json(data)
+def test_a_malformed_entry_is_skipped_counted_and_named_in_the_log(data, message, caplog):
+    caplog.set_level("DEBUG", logger="taskscope.topology.sides_json")
+    sides, endpoints, skipped = sides_from_json(data)
+    assert (sides, endpoints, skipped) == ([], {}, 1)
+    assert message in caplog.text
 
 
 @given(JSONISH)

@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskscope.agent.host.services import (ServiceResolver, normalize_comm,
+from taskscope.agent.host.services import (MAX_SERVICE_NAME, ServiceResolver, clean_name,
+                                            normalize_comm,
                                            service_from_cgroup_path)
 from taskscope.agent.kernel_abi import IdentKind
 
@@ -76,3 +77,25 @@ def test_resolver_counts_decode_errors():
     assert resolver.decode_errors == {"identity": 1, "cgroup": 1}
 
 
+
+
+@pytest.mark.parametrize("raw, clean", [
+    (b"orders", "orders"),
+    ('a"quoted"\\name', 'a"quoted"\\name'),           # escaped by every output, kept
+    ("line\nbreak\ttab\x7f", "linebreaktab"),            # control characters go
+    (b"caf\xe9-\xff", "caf\ufffd-\ufffd"),                # invalid UTF-8 replaced
+    ("x\udcff.service", "x\ufffd.service"),               # os.fsdecode's escapes too
+    ("lone\ud800", "lone\ufffd"),
+    ("", "unknown"), ("\n\t", "unknown"),
+    ("n" * 1024, "n" * MAX_SERVICE_NAME),
+])
+def test_clean_name(raw, clean):
+    assert clean_name(raw) == clean
+
+
+@given(st.one_of(st.binary(max_size=2048), st.text(max_size=2048)))
+def test_any_name_becomes_encodable_short_and_free_of_control_characters(raw):
+    name = clean_name(raw)
+    name.encode("utf-8")  # never raises
+    assert 0 < len(name) <= MAX_SERVICE_NAME
+    assert not any(ord(c) < 32 or ord(c) == 127 for c in name)

@@ -14,7 +14,7 @@ ROOT_ID = 1
 
 def find_cgroup2_mount(mountinfo="/proc/self/mountinfo"):
     """The cgroup2 mount point: /sys/fs/cgroup on pure v2 hosts, .../unified on hybrid."""
-    with open(mountinfo) as f:
+    with open(mountinfo, errors="surrogateescape") as f:  # mount points: any bytes
         for line in f:
             fields = line.split()
             sep = fields.index("-")
@@ -79,7 +79,9 @@ def cgroup_id(pid, cgroup2_root, proc="/proc"):
     mounted at `cgroup2_root`.
     """
     try:
-        with open(f"{proc}/{pid}/cgroup") as f:
+        # Cgroup names are any bytes a delegated user chose: keep them as
+        # os.fsdecode would, so that os.stat finds the directory.
+        with open(f"{proc}/{pid}/cgroup", errors="surrogateescape") as f:
             for line in f:
                 if line.startswith("0::"):
                     path = line[3:].strip()

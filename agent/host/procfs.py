@@ -26,7 +26,7 @@ def netns_members(proc="/proc", among=None):
 def read_text(path):
     """A /proc file's text, or "" when it (or its process) is gone."""
     try:
-        with open(path) as f:
+        with open(path, errors="surrogateescape") as f:  # names in /proc: any bytes
             return f.read()
     except OSError:
         return ""

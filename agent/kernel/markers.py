@@ -26,7 +26,8 @@ def library_paths(proc="/proc"):
     found = {}
     for pid in procfs.pids(proc):
         try:
-            with open(f"{proc}/{pid}/maps") as maps:
+            # Mapped paths are any bytes the process chose.
+            with open(f"{proc}/{pid}/maps", errors="surrogateescape") as maps:
                 paths = {line.split(None, 5)[5].strip() for line in maps
                          if LIBRARY_MARK in line and ".so" in line}
         except (OSError, IndexError):

@@ -32,3 +32,14 @@ def test_services_get_their_own_resource_within_a_bounded_set():
     assert [s.resource.attributes["service.name"] for s in exported.get_finished_spans()] == [
         "a", "b", "c", "a"]
     assert len(spans._providers) == 2
+
+
+def test_any_clean_service_name_is_exported():
+    from taskscope.agent.host.services import clean_name
+    exported = InMemorySpanExporter()
+    spans = SegmentSpans(exported)
+    name = clean_name(b'evil"svc\n{le="1"}\x01\xff' + b"n" * 1024)
+    spans(segment(service=name))
+    spans.close()
+    (span,) = exported.get_finished_spans()
+    assert span.resource.attributes["service.name"] == name

@@ -19,18 +19,14 @@ class Tracing:
         sinks = [self.store.add] + ([spans] if spans else [])
         self.reader = SegmentReader(bpf, resolver, sinks)
         self.markers = MarkerHooks(bpf)
-        self._threads = []
 
-    def start(self, stop):
+    def start(self, workers):
+        """Start reading segments and scanning for markers as `workers`' threads."""
         self.markers.scan()
-        for target, name in ((self.reader.run, "segments"), (self.markers.run, "markers")):
-            thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        workers.start("segments", self.reader.run)
+        workers.start("markers", self.markers.run)
 
     def close(self, flush_timeout=2.0):
-        for thread in self._threads:
-            thread.join(timeout=2)
         if self.spans:
             # An unreachable OTLP endpoint must not hold up the exit: the
             # exporter retries for a minute.

@@ -26,7 +26,9 @@ from taskscope.agent.kernel.maps import KernelMaps
 from taskscope.agent.readings import NodeReadings
 from taskscope.agent.seeding import seed_running_state
 from taskscope.agent.tracing import Tracing
+from taskscope.agent.workers import Workers
 from taskscope.exporters.graph_metrics import GraphMetrics
+from taskscope.exporters.health_metrics import HealthMetrics, health_report, liveness_report
 from taskscope.exporters.prometheus import KernelMetrics
 from taskscope.exporters.tracing_metrics import TracingMetrics
 from taskscope.records.errors import ConfigError
@@ -38,7 +40,7 @@ from taskscope.topology.sides_json import sides_to_json
 log = logging.getLogger("taskscope")
 
 
-def start_pod_metadata(cfg, stop):
+def start_pod_metadata(cfg, workers):
     """PodMetadata polling this node's pods, or None off Kubernetes."""
     in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     if cfg.kubernetes == "off" or (cfg.kubernetes == "auto" and not (in_pod or cfg.kubernetes_api)):
@@ -52,7 +54,7 @@ def start_pod_metadata(cfg, stop):
     if not pods.refresh():
         log.warning("pods of node %s unknown for now; services are named without them "
                     "until the API answers", node)
-    threading.Thread(target=pods.run, args=(stop,), name="pods", daemon=True).start()
+    workers.start("pods", pods.run)
     log.info("naming services after the workloads of node %s's pods (API %s)",
              node, client.base_url)
     return pods
@@ -101,12 +103,13 @@ def run(cfg):
     seed_running_state(maps, cgroup_root, listeners_by_netns="TCP_EXCHANGES_BTF" in loaded,
                        connections_by_netns="TCP_PACKETS" not in loaded)
     stop = threading.Event()
-    pods = start_pod_metadata(cfg, stop)
+    workers = Workers(stop)
+    pods = start_pod_metadata(cfg, workers)
     resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root), pods)
     tracing = None
     if maps.has("segments"):
         tracing = Tracing(bpf, resolver, cfg.trace_store_size, spans)
-        tracing.start(stop)
+        tracing.start(workers)
         server.routes.update(trace_routes.store_routes(tracing.store))
         server.registry.register(TracingMetrics(tracing))
     store = tracing.store if tracing else None
@@ -118,8 +121,11 @@ def run(cfg):
         networks = [ipaddress.ip_network(n, strict=False) for n in cfg.graph_addresses]
         recorder = EdgeSideRecorder(maps, resolver, cgroup_root, addresses=networks or None,
                                     expiry=config.parse_duration(cfg.graph_expiry))
-        threading.Thread(target=recorder.run, args=(stop,), name="graph", daemon=True).start()
+        workers.start("graph", recorder.run)
         serve_graph(server, recorder, cfg, store)
+    server.registry.register(HealthMetrics(workers))
+    server.routes["/healthz"] = lambda params: health_report(maps.probe_status, workers)
+    server.routes["/livez"] = lambda params: liveness_report(workers)
     ProcessCollector(namespace="taskscope", registry=server.registry)
     server.start()
     up = sorted(name for name, ok in maps.probe_status.items() if ok)
@@ -129,6 +135,7 @@ def run(cfg):
     wait_for_signal(stop)
     log.info("stopping: detaching probes")
     server.stop()
+    workers.join()
     if tracing:
         tracing.close()
     probe_set.close()

@@ -25,8 +25,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._reply(500, b"scrape failed; see the agent's log\n", "text/plain")
                 return
             self._reply(200, body, content_type)
-        elif path == "/healthz":
-            self._reply(200, b"ok\n", "text/plain")
+        elif path in ("/healthz", "/livez") and path not in self.server.routes:
+            self._reply(200, b"ok\n", "text/plain")  # (the collector's: no threads, no probes)
         elif route := self.server.route_of(path):
             try:
                 params = dict(urllib.parse.parse_qsl(query))

@@ -37,7 +37,7 @@ class Agent:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                with urllib.request.urlopen(self.url + "/livez", timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 
 from taskscope.agent.kernel.tracefs import find_tracefs
 from tests.e2e.agent_process import REPO, Agent, value
@@ -46,8 +47,15 @@ def test_missing_tracepoint_disables_one_probe_and_shutdown_unloads_all(tmp_path
         for probe in ("runqueue", "blockio", "tcp_connect", "tcp_bytes", "tcp_retransmit"):
             assert value(samples, "taskscope_probe_up", probe=probe) == 1, probe
         assert "probe tcp_rtt disabled: tracepoint tcp:tcp_probe not found" in agent.log()
-        # Still serving after the degraded start.
-        assert agent.get("/healthz")[0] == 200
+        # Still serving after the degraded start, alive, and saying what is missing.
+        assert agent.get("/livez")[0] == 200
+        try:
+            agent.get("/healthz")
+            raise AssertionError("/healthz answered 200 with tcp_rtt down")
+        except urllib.error.HTTPError as exc:
+            health = json.loads(exc.read())
+            assert exc.code == 503 and health["status"] == "degraded"
+            assert health["probes_down"] == ["tcp_rtt"] and health["threads_down"] == []
         assert loaded, "the agent loaded no BPF program"
     finally:
         code, seconds = agent.stop()

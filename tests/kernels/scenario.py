@@ -142,7 +142,7 @@ def start_agent(out, port, tcp_io):
         if proc.poll() is not None:
             return proc, None
         try:
-            if get(f"http://127.0.0.1:{port}/healthz", timeout=2)[0] == 200:
+            if get(f"http://127.0.0.1:{port}/livez", timeout=2)[0] == 200:
                 return proc, time.monotonic() - started
         except OSError:
             time.sleep(1)

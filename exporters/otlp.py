@@ -15,7 +15,7 @@ import logging
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from taskscope.records.errors import ConfigError
 
@@ -55,14 +55,49 @@ def span_attributes(segment):
     }
 
 
-class SegmentSpans:
-    """A sink for trace segments (records.segments.Segment) that exports spans."""
+class CountingExporter(SpanExporter):
+    """`exporter`, counting spans by what the SDK says became of them: the
+    export's own result, not the hand-over to the batching queue."""
 
-    def __init__(self, exporter, max_services=500):
-        self._processor = BatchSpanProcessor(exporter, schedule_delay_millis=1000)
+    def __init__(self, exporter):
+        self._exporter = exporter
+        self.exported = 0
+        self.failed = 0  # the endpoint refused them, or was down past the retries
+
+    def export(self, spans):
+        try:
+            result = self._exporter.export(spans)
+        except Exception:
+            log.exception("the OTLP exporter failed")
+            result = SpanExportResult.FAILURE
+        if result == SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+        else:
+            self.failed += len(spans)
+        return result
+
+    def shutdown(self):
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis=30000):
+        return self._exporter.force_flush(timeout_millis)
+
+
+class SegmentSpans:
+    """A sink for trace segments (records.segments.Segment) that exports spans.
+
+    Spans are counted at each step: handed to the batching queue, then
+    exported or failed by the exporter's own result; what the queue dropped
+    (full, or left unsent at shutdown) is the rest."""
+
+    def __init__(self, exporter, max_services=500, max_queue_size=2048):
+        self._counter = CountingExporter(exporter)
+        self._processor = BatchSpanProcessor(self._counter, schedule_delay_millis=1000,
+                                             max_queue_size=max_queue_size,
+                                             max_export_batch_size=min(512, max_queue_size))
         self._providers = collections.OrderedDict()
         self._max_services = max_services
-        self.exported = 0
+        self.handed = 0
 
     def _tracer(self, service):
         provider = self._providers.get(service)
@@ -86,7 +121,16 @@ class SegmentSpans:
             f"kernel waits ({segment.kind})", context=context, kind=trace.SpanKind.INTERNAL,
             attributes=span_attributes(segment), start_time=int(segment.start * 1e9))
         span.end(end_time=int(segment.end * 1e9))
-        self.exported += 1
+        self.handed += 1
+
+    def counts(self):
+        """{exported, failed, dropped, queued}: what became of the spans handed over."""
+        # The SDK keeps its queue private; read its length where it is found.
+        queue = getattr(getattr(self._processor, "_batch_processor", None), "_queue", ())
+        queued = len(queue)
+        done = self._counter.exported + self._counter.failed
+        return {"exported": self._counter.exported, "failed": self._counter.failed,
+                "queued": queued, "dropped": max(0, self.handed - done - queued)}
 
     def close(self):
         self._processor.shutdown()

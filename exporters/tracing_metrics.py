@@ -33,6 +33,16 @@ class TracingMetrics:
                                 "Copies of the marker library that could not be hooked.",
                                 value=t.markers.failed)
         if t.spans:
-            yield CounterMetricFamily("taskscope_otlp_spans",
-                                      "Segments handed to the OTLP exporter.",
-                                      value=t.spans.exported)
+            counts = t.spans.counts()
+            spans = CounterMetricFamily(
+                "taskscope_otlp_spans",
+                "Segments sent as OTLP spans, by what became of them: exported (the "
+                "endpoint took them), failed (refused, or down past the exporter's "
+                "retries), dropped (the queue was full or the agent stopped first).",
+                labels=["result"])
+            for result in ("exported", "failed", "dropped"):
+                spans.add_metric([result], counts[result])
+            yield spans
+            yield GaugeMetricFamily("taskscope_otlp_spans_queued",
+                                    "Spans waiting in the exporter's queue.",
+                                    value=counts["queued"])

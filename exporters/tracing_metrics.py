@@ -32,6 +32,13 @@ class TracingMetrics:
         yield GaugeMetricFamily("taskscope_marker_libraries_failed",
                                 "Copies of the marker library that could not be hooked.",
                                 value=t.markers.failed)
+        refused = CounterMetricFamily(
+            "taskscope_marker_refused",
+            "Copies of the marker library not hooked, by reason (symlink, unreadable, "
+            "not_regular, changed, owner, writable, cap).", labels=["reason"])
+        for reason, n in sorted(t.markers.refused.items()):
+            refused.add_metric([reason], n)
+        yield refused
         if t.spans:
             counts = t.spans.counts()
             spans = CounterMetricFamily(

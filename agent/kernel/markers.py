@@ -5,10 +5,21 @@ library is hooked, every process that maps it, now or later, is covered.
 New copies (another virtualenv, another container image) are found by
 rescanning /proc/*/maps, every second or as often as 1 % of a CPU allows;
 files in other mount namespaces are reached through /proc/PID/root.
+
+The agent is root and any local user can map a file named like the library,
+so a copy is opened once, without following a final symlink, checked
+(vet_library: the very file mapped, a regular file owned by root or by the
+process's user, not writable by others), and its symbols read and its
+uprobes attached through that descriptor (/proc/self/fd/N): nothing can be
+swapped in between.  At most MAX_COPIES copies are hooked; every refusal is
+logged and counted by reason.
 """
 
+import collections
+import errno
 import logging
 import os
+import stat
 import threading
 import time
 
@@ -19,39 +30,87 @@ log = logging.getLogger(__name__)
 LIBRARY_MARK = "taskscope_marker"
 HOOKS = (("taskscope_task_begin", "marker_task_begin"),
          ("taskscope_task_end", "marker_task_end"))
+# Why a copy is not hooked (taskscope_marker_refused_total{reason}).
+REASONS = {
+    "symlink": "its last path component is a symlink",
+    "unreadable": "it cannot be opened",
+    "not_regular": "it is not a regular file",
+    "changed": "it is not the file the process mapped (replaced since)",
+    "owner": "it is owned by neither root nor the process's user",
+    "writable": "group or others may write it",
+    "cap": "as many copies as allowed are hooked already",
+}
 
 
-def library_paths(proc="/proc"):
-    """{(st_dev, st_ino): path through /proc/PID/root} of every mapped copy."""
+# Copies of the library hooked at most: each holds a descriptor and two
+# uprobes, and costs an ELF parse as root.
+MAX_COPIES = 64
+
+
+def library_mappings(proc="/proc"):
+    """{(major, minor, inode): (pid, path)} of every mapped copy of the library,
+    as /proc/PID/maps names it (path inside the process's mount namespace)."""
     found = {}
     for pid in procfs.pids(proc):
         try:
             # Mapped paths are any bytes the process chose.
             with open(f"{proc}/{pid}/maps", errors="surrogateescape") as maps:
-                paths = {line.split(None, 5)[5].strip() for line in maps
-                         if LIBRARY_MARK in line and ".so" in line}
-        except (OSError, IndexError):
+                lines = [line.split(None, 5) for line in maps
+                         if LIBRARY_MARK in line and ".so" in line]
+        except OSError:
             continue
-        for path in paths:
-            if path.endswith("(deleted)"):
+        for fields in lines:
+            if len(fields) < 6 or fields[5].strip().endswith("(deleted)"):
                 continue
-            via_root = f"{proc}/{pid}/root{path}"
             try:
-                st = os.stat(via_root)
-            except OSError:
+                major, minor = (int(x, 16) for x in fields[3].split(":"))
+                inode = int(fields[4])
+            except ValueError:
                 continue
-            found.setdefault((st.st_dev, st.st_ino), via_root)
+            found.setdefault((major, minor, inode), (pid, fields[5].strip()))
     return found
 
 
-class MarkerHooks:
-    """Attaches the marker uprobes to every new copy of the library."""
+def vet_library(path, identity, owner_uid):
+    """Open the copy at `path` once, for reading symbols and attaching through
+    /proc/self/fd: (descriptor, None), or (None, why it is refused).
 
-    def __init__(self, bpf, proc="/proc"):
+    Refused: a symlink as the last component (it may be swapped), anything
+    but a regular file, not the file the process mapped (`identity`: major,
+    minor, inode), owned by neither root nor the process's user
+    (`owner_uid`), writable by group or others.  The descriptor pins the
+    file: what is checked is what gets hooked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, "symlink" if exc.errno == errno.ELOOP else "unreadable"
+    st = os.fstat(fd)
+    reason = None
+    if not stat.S_ISREG(st.st_mode):
+        reason = "not_regular"
+    elif (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) != identity:
+        reason = "changed"
+    elif st.st_uid not in (0, owner_uid):
+        reason = "owner"
+    elif st.st_mode & 0o022:
+        reason = "writable"
+    if reason:
+        os.close(fd)
+        return None, reason
+    return fd, None
+
+
+class MarkerHooks:
+    """Attaches the marker uprobes to every new copy of the library that a
+    local user cannot have planted or may still change (see vet_library)."""
+
+    def __init__(self, bpf, proc="/proc", max_copies=MAX_COPIES):
         self._bpf = bpf
         self._proc = proc
-        self._hooked = set()
+        self._max_copies = max_copies
+        self._hooked = {}  # identity -> the descriptor the uprobes were attached through
         self._failed = set()
+        self.refused = collections.Counter()  # reason -> copies refused
         self._lock = threading.Lock()
 
     @property
@@ -62,20 +121,38 @@ class MarkerHooks:
     def failed(self):
         return len(self._failed)
 
+    def _refuse(self, identity, reason, path):
+        self._failed.add(identity)
+        self.refused[reason] += 1
+        log.warning("not hooking the marker library %s: %s", path, REASONS[reason])
+
     def scan(self):
         with self._lock:
-            for inode, path in library_paths(self._proc).items():
-                if inode in self._hooked or inode in self._failed:
+            for identity, (pid, path) in library_mappings(self._proc).items():
+                if identity in self._hooked or identity in self._failed:
+                    continue
+                if len(self._hooked) >= self._max_copies:
+                    self._refuse(identity, "cap", path)
+                    continue
+                try:
+                    owner_uid = os.stat(f"{self._proc}/{pid}").st_uid
+                except OSError:
+                    continue  # the process is gone; its copy is found again elsewhere
+                fd, reason = vet_library(f"{self._proc}/{pid}/root{path}", identity, owner_uid)
+                if reason:
+                    self._refuse(identity, reason, path)
                     continue
                 try:
                     for symbol, program in HOOKS:
-                        self._bpf.attach_uprobe(name=path, sym=symbol, fn_name=program)
+                        self._bpf.attach_uprobe(name=f"/proc/self/fd/{fd}", sym=symbol,
+                                                fn_name=program)
                 except Exception as exc:  # BCC raises bare Exception
-                    self._failed.add(inode)
+                    os.close(fd)
+                    self._failed.add(identity)
                     log.warning("cannot hook the marker library %s: %s", path, exc)
                     continue
-                self._hooked.add(inode)
-                log.info("hooked the marker library %s", path)
+                self._hooked[identity] = fd
+                log.info("hooked the marker library %s (pid %d)", path, pid)
 
     def run(self, stop, interval=1.0, max_share=0.01):
         """Rescan every `interval` seconds, or less often where one scan takes

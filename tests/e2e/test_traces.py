@@ -460,3 +460,31 @@ for _ in range(400):
         app.wait()
     _, _, body = traced_agent.get("/api/traces?limit=1000")
     assert not [s for s in json.loads(body)["segments"] if s["pid"] == app.pid]
+
+
+def test_a_copy_of_the_marker_others_may_write_is_refused_and_counted(traced_agent, marker_venv,
+                                                                      tmp_path):
+    import glob
+    import shutil
+    site = glob.glob(str(marker_venv.parent.parent / "lib" / "python3*" / "site-packages"))[0]
+    original = next(p for p in glob.glob(os.path.join(site, "**", "*.so"), recursive=True)
+                    if "taskscope_marker" in p)
+    planted = tmp_path / "libtaskscope_marker_planted.so"
+    shutil.copy(original, planted)
+    planted.chmod(0o666)  # anyone could change it after the agent looked
+    before = value(traced_agent.scrape(), "taskscope_marker_refused_total", reason="writable")
+    holder = subprocess.Popen([sys.executable, "-c",
+                               f"import ctypes, time; ctypes.CDLL({str(planted)!r}); "
+                               "print('loaded', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "loaded"
+        deadline = time.monotonic() + 10
+        while value(traced_agent.scrape(), "taskscope_marker_refused_total",
+                    reason="writable") <= before:
+            assert time.monotonic() < deadline, traced_agent.log()[-2000:]
+            time.sleep(0.3)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "not hooking the marker library" in traced_agent.log()

@@ -33,6 +33,7 @@ from taskscope.exporters.prometheus import KernelMetrics
 from taskscope.exporters.tracing_metrics import TracingMetrics
 from taskscope.records.errors import ConfigError
 from taskscope.server import EndpointServer, wait_for_signal
+from taskscope.web_config import load_web_config
 from taskscope.topology.graph import build_graph
 from taskscope.topology.graph_json import to_json
 from taskscope.topology.sides_json import sides_to_json
@@ -82,7 +83,8 @@ def run(cfg):
     started = time.monotonic()
     loader.check_privileges()
     try:
-        server = EndpointServer(cfg.address, CollectorRegistry(auto_describe=False))
+        web = load_web_config(cfg.web_config_file) if cfg.web_config_file else None
+        server = EndpointServer(cfg.address, CollectorRegistry(auto_describe=False), web=web)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
     loader.import_bcc()

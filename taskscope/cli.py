@@ -73,6 +73,9 @@ def build_parser():
                        help="trace segments kept for /api/traces (default 10000)")
     agent.add_argument("--trace-unsampled", action="store_true", default=None,
                        help="also follow traces whose sampled flag is off")
+    agent.add_argument("--web-config-file", metavar="FILE",
+                       help="TLS and basic auth for the endpoints, in the exporter-toolkit "
+                            "format node_exporter reads (default: plain HTTP, no auth)")
     agent.add_argument("--http-4xx-failed", action="store_true", default=None,
                        help="count HTTP 4xx responses as failed requests on graph edges "
                             "(default: 5xx and aborted exchanges only)")
@@ -122,6 +125,15 @@ def build_parser():
     collector.add_argument("--timeout", type=float, metavar="SECONDS",
                            help="per-agent request timeout (default 5)")
     collector.add_argument("--log-level", choices=config.LOG_LEVELS)
+    collector.add_argument("--web-config-file", metavar="FILE",
+                           help="TLS and basic auth for the collector's endpoints "
+                                "(exporter-toolkit format)")
+    collector.add_argument("--agents-ca-file", metavar="FILE",
+                           help="CA that signed the agents' certificates (https:// agent URLs)")
+    collector.add_argument("--agents-username", metavar="USER",
+                           help="basic auth user for the agents (password from "
+                                "--agents-password-file)")
+    collector.add_argument("--agents-password-file", metavar="FILE")
 
     graph = sub.add_parser("graph", help="export a service graph once",
                            description="Fetch a graph from an agent or collector URL, or read "

@@ -41,6 +41,7 @@ class AgentConfig:
     trace_store_size: int = 10000
     trace_unsampled: bool = False
     http_4xx_failed: bool = False
+    web_config_file: str = ""
     tcp_io: str = "auto"
     kubernetes: str = "auto"
     kubernetes_api: str = ""
@@ -85,6 +86,10 @@ def _check_max_services(value):
 
 def _check_path(value):
     return None if isinstance(value, str) else "a directory path"
+
+
+def _check_file(value):
+    return None if isinstance(value, str) else "a file path"
 
 
 def _check_duration(value):
@@ -159,6 +164,7 @@ CHECKS = {
     "trace_store_size": _check_max_services,
     "trace_unsampled": _check_bool,
     "http_4xx_failed": _check_bool,
+    "web_config_file": _check_file,
     "tcp_io": _check_tcp_io,
     "kubernetes": _check_kubernetes,
     "kubernetes_api": _check_url,

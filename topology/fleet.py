@@ -36,12 +36,12 @@ class DeadlineExceeded(OSError):
     """An agent took longer than the collector's deadline for one reply."""
 
 
-def read_reply(url, timeout, deadline):
+def read_reply(url, timeout, deadline, opener=None):
     """The body at `url`: at most MAX_REPLY_BYTES, within `deadline` seconds
     overall (`timeout` bounds each socket operation; an agent trickling a
     byte at a time meets the deadline instead)."""
     ends = time.monotonic() + deadline
-    with urllib.request.urlopen(url, timeout=timeout) as reply:
+    with (opener or urllib.request.build_opener()).open(url, timeout=timeout) as reply:
         chunks, size = [], 0
         while True:
             if time.monotonic() > ends:
@@ -78,11 +78,12 @@ class AgentFleet:
 
     MAX_AGENTS = 10000
 
-    def __init__(self, agent_urls, timeout=5.0, deadline=None):
+    def __init__(self, agent_urls, timeout=5.0, deadline=None, opener=None):
         self._urls = agent_urls if callable(agent_urls) else \
             (lambda fixed=list(dict.fromkeys(u.rstrip("/") for u in agent_urls)): fixed)
         self.timeout = timeout
         self.deadline = deadline or 2 * timeout  # per agent and reply, overall
+        self._opener = opener  # TLS and basic auth towards the agents (fleet_command)
         self.up = {}
         self.failures = collections.Counter()
         self.trace_failures = collections.Counter()
@@ -120,7 +121,7 @@ class AgentFleet:
     def _fetch(self, url, window):
         try:
             data = read_reply(f"{url}/api/graph/sides?window={window:g}s", self.timeout,
-                              self.deadline)
+                              self.deadline, self._opener)
             sides, endpoints, skipped = sides_from_json(json.loads(data))
             if skipped:
                 log.warning("agent %s: %d malformed sides or endpoints left out", url, skipped)
@@ -138,7 +139,7 @@ class AgentFleet:
         """Every agent's segments at `path`, each tagged with its agent."""
         def ask(url):
             try:
-                data = read_reply(url + path, self.timeout, self.deadline)
+                data = read_reply(url + path, self.timeout, self.deadline, self._opener)
                 return [dict(s, agent=url) for s in segments_from_json(json.loads(data))]
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:  # the agent saw nothing of that trace

@@ -2,6 +2,8 @@
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from taskscope.topology.render import MAX_RENDERED_EDGES, render, to_dot
 
 BODY = {"window_seconds": 60.0,
@@ -46,3 +48,19 @@ def test_backslashes_and_edges_to_unlisted_nodes():
     texts = {t.text for t in ET.fromstring(render(body, "svg")).iter(
         "{http://www.w3.org/2000/svg}text")}
     assert {"a\\b", "gone"} <= texts
+
+
+def test_dot_is_killed_past_its_timeout_and_runs_without_capabilities(monkeypatch):
+    import taskscope.topology.render as render_module
+    with pytest.raises(render_module.RenderError, match="longer than"):
+        render_module.render(BODY, "svg", timeout=1e-6)
+    seen = []
+    real_run = render_module.subprocess.run
+
+    def spy(command, **kw):
+        seen.append(command)
+        return real_run(command, **kw)
+
+    monkeypatch.setattr(render_module.subprocess, "run", spy)
+    assert render_module.render(BODY, "svg").lstrip().startswith(b"<?xml")
+    assert seen[0][:4] == list(render_module.UNPRIVILEGED)

@@ -138,7 +138,9 @@ def start_agent(out, port, tcp_io):
                              f"127.0.0.1:{port}", "--graph-window", "15m", "--tcp-io", tcp_io],
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     started = time.monotonic()
-    while time.monotonic() - started < 600:
+    # BCC compiles in about 3.5 minutes under TCG, and twice on 6.1 (its
+    # verifier refuses the 512-byte trace-context reader: see attach.py).
+    while time.monotonic() - started < 900:
         if proc.poll() is not None:
             return proc, None
         try:

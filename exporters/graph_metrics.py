@@ -11,6 +11,8 @@ import logging
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from taskscope.exporters.exemplars import server_exemplar_buckets
+from taskscope.exporters.labels import LabelBudget
+from taskscope.records.histogram import Log2Histogram
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,13 @@ class GraphMetrics:
     """A prometheus_client custom collector over a service graph:
     `graph_of()` returns the nx.DiGraph of topology.graph.build_graph."""
 
-    def __init__(self, graph_of, trace_store=None, conntrack_readable=None):
+    def __init__(self, graph_of, trace_store=None, conntrack_readable=None, max_services=500):
         self._graph_of = graph_of
         self._trace_store = trace_store
         self._conntrack_readable = conntrack_readable
+        # Client and server names are services too: the same budget as the
+        # per-service metrics, each name admitted once for both labels.
+        self._budget = LabelBudget(max_services)
 
     def describe(self):
         return []
@@ -51,23 +56,45 @@ class GraphMetrics:
                                        "Request latency as the client saw it.", labels=labels)
         server = HistogramMetricFamily("traces_service_graph_request_server_seconds",
                                        "Request latency as the server saw it.", labels=labels)
+        dropped = 0
         try:
             graph = self._graph_of()
+            dropped = graph.graph.get("edges_dropped", 0)
+            merged = {}
             for source, target, edge in sorted(graph.edges(data=True)):
-                values = [source, target, connection_type(graph, source, target)]
-                requests.add_metric(values, edge["requests"])
-                failed.add_metric(values, edge["failed"])
-                if edge["client_latency"].count:
-                    client.add_metric(values, edge["client_latency"].buckets(),
-                                      edge["client_latency"].sum_ns / 1e9)
-                if edge["server_latency"].count:
-                    buckets = server_exemplar_buckets(self._trace_store, target,
-                                                      edge["client_addresses"],
-                                                      edge["server_latency"].buckets())
-                    server.add_metric(values, buckets, edge["server_latency"].sum_ns / 1e9)
+                values = (self._budget.label(source), self._budget.label(target),
+                          connection_type(graph, source, target))
+                into = merged.setdefault(values, {"requests": 0, "failed": 0, "edges": []})
+                into["requests"] += edge["requests"]
+                into["failed"] += edge["failed"]
+                into["edges"].append((target, edge))
+            for values, into in merged.items():
+                requests.add_metric(list(values), into["requests"])
+                failed.add_metric(list(values), into["failed"])
+                client_hist, server_hist = Log2Histogram(), Log2Histogram()
+                addresses = set()
+                for target, edge in into["edges"]:
+                    client_hist.merge(edge["client_latency"])
+                    server_hist.merge(edge["server_latency"])
+                    addresses |= edge["client_addresses"]
+                if client_hist.count:
+                    client.add_metric(list(values), client_hist.buckets(), client_hist.sum_ns / 1e9)
+                if server_hist.count:
+                    target = into["edges"][0][0] if len(into["edges"]) == 1 else None
+                    buckets = server_exemplar_buckets(self._trace_store, target, addresses,
+                                                      server_hist.buckets()) \
+                        if target else server_hist.buckets()
+                    server.add_metric(list(values), buckets, server_hist.sum_ns / 1e9)
         except Exception:  # the scrape path never raises
             log.exception("building the service graph for /metrics failed")
         yield from (requests, failed, client, server)
+        yield GaugeMetricFamily("taskscope_graph_edges_dropped",
+                                "Edges left out of the service graph past its cap (the "
+                                "quietest first).", value=dropped)
+        yield GaugeMetricFamily("taskscope_graph_services_folded",
+                                "Client or server names folded into \"other\" in "
+                                "traces_service_graph_* by the label budget.",
+                                value=self._budget.folded)
         if self._conntrack_readable is not None:
             yield GaugeMetricFamily(
                 "taskscope_conntrack_readable",

@@ -63,9 +63,12 @@ def start_pod_metadata(cfg, workers):
 
 def serve_graph(server, recorder, cfg, trace_store):
     """The service graph of `recorder`'s edge sides: routes and metrics."""
+    networks = [ipaddress.ip_network(n, strict=False) for n in cfg.external_networks]
+
     def graph_of(window=None):
         table = recorder.endpoint_table()
-        return build_graph(recorder.window_sides(window), lambda ip, port: table.get((ip, port)))
+        return build_graph(recorder.window_sides(window), lambda ip, port: table.get((ip, port)),
+                           external_peers=cfg.external_peers, external_networks=networks)
 
     def sides_of(window):
         table = recorder.endpoint_table()
@@ -75,7 +78,8 @@ def serve_graph(server, recorder, cfg, trace_store):
         lambda window: to_json(graph_of(window)),
         config.parse_duration(cfg.graph_window), recorder.max_window, sides_of=sides_of))
     server.registry.register(GraphMetrics(graph_of, trace_store,
-                                          conntrack_readable=recorder.nat_readable))
+                                          conntrack_readable=recorder.nat_readable,
+                                          max_services=cfg.max_services))
 
 
 def run(cfg):

@@ -73,6 +73,13 @@ def build_parser():
                        help="trace segments kept for /api/traces (default 10000)")
     agent.add_argument("--trace-unsampled", action="store_true", default=None,
                        help="also follow traces whose sampled flag is off")
+    agent.add_argument("--external-peers", choices=("aggregate", "per-address"),
+                       help="callers no agent owns: one graph node per --external-networks "
+                            "network, else `external` (aggregate, the default), or one per "
+                            "address")
+    agent.add_argument("--external-networks", metavar="CIDRS",
+                       help="comma-separated networks whose unowned callers get a node each "
+                            "(e.g. a partner's range), with --external-peers aggregate")
     agent.add_argument("--web-config-file", metavar="FILE",
                        help="TLS and basic auth for the endpoints, in the exporter-toolkit "
                             "format node_exporter reads (default: plain HTTP, no auth)")

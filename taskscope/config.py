@@ -6,6 +6,7 @@ import logging
 
 from taskscope.records.errors import ConfigError
 from taskscope.agent.kernel.probes import GROUPS, PROBE_NAMES, TCP_IO_MODES
+from taskscope.topology.graph import EXTERNAL_PEERS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -42,6 +43,8 @@ class AgentConfig:
     trace_unsampled: bool = False
     http_4xx_failed: bool = False
     web_config_file: str = ""
+    external_peers: str = "aggregate"
+    external_networks: tuple = ()
     tcp_io: str = "auto"
     kubernetes: str = "auto"
     kubernetes_api: str = ""
@@ -98,6 +101,10 @@ def _check_duration(value):
     except ConfigError:
         return "a duration like 60s, 5m or 1h"
     return None
+
+
+def _check_external_peers(value):
+    return None if value in EXTERNAL_PEERS else f"one of {', '.join(EXTERNAL_PEERS)}"
 
 
 def _check_networks(value):
@@ -165,6 +172,8 @@ CHECKS = {
     "trace_unsampled": _check_bool,
     "http_4xx_failed": _check_bool,
     "web_config_file": _check_file,
+    "external_peers": _check_external_peers,
+    "external_networks": _check_networks,
     "tcp_io": _check_tcp_io,
     "kubernetes": _check_kubernetes,
     "kubernetes_api": _check_url,
@@ -183,7 +192,7 @@ def _normalise(key, value):
     if key == "kubernetes_labels":
         items = value.split(",") if isinstance(value, str) else value
         return tuple(v for v in items if v)
-    if key == "graph_addresses":
+    if key in ("graph_addresses", "external_networks"):
         items = value.split(",") if isinstance(value, str) else value
         return tuple(str(v) for v in items if v)
     return value

@@ -13,7 +13,17 @@ import networkx as nx
 from taskscope.records.edges import CLIENT, SERVER
 from taskscope.records.histogram import Log2Histogram
 
-__all__ = ["build_graph", "endpoint_name"]
+__all__ = ["build_graph", "endpoint_name", "EXTERNAL", "EXTERNAL_PEERS", "MAX_EDGES"]
+
+# Callers no agent owns: on an internet-facing node every client address
+# would become a node and a set of series.  "aggregate" (the default) folds
+# them into one node per configured network (`external_networks`), else into
+# EXTERNAL; "per-address" names each by its address.
+EXTERNAL = "external"
+EXTERNAL_PEERS = ("aggregate", "per-address")
+# Edges kept in one graph; beyond, the quietest are left out and counted in
+# graph.graph["edges_dropped"].
+MAX_EDGES = 5000
 
 QUANTILES = {"p50_seconds": 0.5, "p95_seconds": 0.95, "p99_seconds": 0.99}
 
@@ -43,11 +53,24 @@ def _edge(graph, source, target, source_kind, target_kind):
     return graph.edges[source, target]
 
 
-def build_graph(sides, endpoint_service):
+def _caller_name(ip, external_peers, networks):
+    if external_peers == "per-address":
+        return endpoint_name(ip)
+    plain = ip.ipv4_mapped or ip if ip.version == 6 else ip
+    for net in networks:
+        if plain.version == net.version and plain in net:
+            return f"{EXTERNAL}:{net}"
+    return EXTERNAL
+
+
+def build_graph(sides, endpoint_service, external_peers="aggregate", external_networks=(),
+                max_edges=MAX_EDGES):
     """nx.DiGraph client -> server from EdgeSides.
 
     `endpoint_service(ip, port)` names the local service listening there, or
     None for a peer no agent owns (it becomes an `external` node ip:port).
+    Callers no agent owns fold as `external_peers` says (see EXTERNAL);
+    past `max_edges` the quietest edges are left out and counted.
     Edges carry requests, failed (= connect_failed, connects that never
     became requests, + failed_requests, requests that failed), connections,
     bytes and p50/p95/p99 seconds (client side when known, else server
@@ -69,7 +92,7 @@ def build_graph(sides, endpoint_service):
     for side in (s for s in sides if s.role == SERVER):
         found = callers.get((side.peer, side.service), set())
         client, kind = (next(iter(found)), "service") if len(found) == 1 else (
-            endpoint_name(side.peer), "external")
+            _caller_name(side.peer, external_peers, external_networks), "external")
         edge = _edge(graph, client, side.service, kind, "service")
         edge["server_latency"].merge(side.latency)
         edge["client_addresses"].add(_plain(side.peer))
@@ -77,6 +100,12 @@ def build_graph(sides, endpoint_service):
             _add_counts(edge, side, SERVER)
     for _, _, edge in graph.edges(data=True):
         _finish(edge)
+    graph.graph["edges_dropped"] = 0
+    if graph.number_of_edges() > max_edges:
+        ranked = sorted(graph.edges(data=True), key=lambda e: e[2]["requests"], reverse=True)
+        graph.remove_edges_from([(a, b) for a, b, _ in ranked[max_edges:]])
+        graph.remove_nodes_from([n for n in list(graph.nodes) if graph.degree(n) == 0])
+        graph.graph["edges_dropped"] = len(ranked) - max_edges
     return graph
 
 

@@ -58,4 +58,20 @@ def test_a_graph_that_cannot_be_built_leaves_empty_families():
     assert [m.name for m in registry.collect()] == [
         "traces_service_graph_request", "traces_service_graph_request_failed",
         "traces_service_graph_request_client_seconds",
-        "traces_service_graph_request_server_seconds"]
+        "traces_service_graph_request_server_seconds", "taskscope_graph_edges_dropped",
+        "taskscope_graph_services_folded"]
+
+
+def test_service_graph_series_go_through_the_label_budget():
+    sides = [EdgeSide(f"caller-{i}", CLIENT, ORDERS, PAYMENT, 9102, latency(20, 1))
+             for i in range(6)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GraphMetrics(
+        lambda: build_graph(sides, lambda ip, port: "payment"), max_services=3))
+    get = registry.get_sample_value
+    # payment and two callers are admitted; the other four callers fold.
+    assert get("traces_service_graph_request_total",
+               {"client": "other", "server": "payment", "connection_type": ""}) == 4
+    assert get("taskscope_graph_services_folded") == 4
+    assert get("traces_service_graph_request_client_seconds_count",
+               {"client": "other", "server": "payment", "connection_type": ""}) == 4

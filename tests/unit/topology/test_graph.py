@@ -37,7 +37,7 @@ def shop_sides():
 def test_edges_are_joined_across_the_two_sides():
     graph = build_graph(shop_sides(), lambda ip, port: ENDPOINTS.get((ip, port)))
     assert set(graph.edges) == {("gateway", "orders"), ("orders", "payment"),
-                                ("orders", "192.0.2.9:443"), ("198.51.100.7", "cron")}
+                                ("orders", "192.0.2.9:443"), ("external", "cron")}
     edge = graph.edges["orders", "payment"]
     assert edge["requests"] == 30 and edge["p50_seconds"] == 0.04
     assert edge["server_latency"].count == 30
@@ -45,13 +45,13 @@ def test_edges_are_joined_across_the_two_sides():
     assert (first["connections"], first["sent_bytes"], first["received_bytes"]) == (1, 120, 90)
     assert graph.nodes["192.0.2.9:443"]["kind"] == "external"
     # Without a client side, the server side's view stands in.
-    assert graph.edges["198.51.100.7", "cron"]["p50_seconds"] == 0.001
+    assert graph.edges["external", "cron"]["p50_seconds"] == 0.001
 
 
 def test_json_lists_every_node_and_edge_with_the_documented_fields():
     body = to_json(build_graph(shop_sides(), lambda ip, port: ENDPOINTS.get((ip, port))))
     assert {n["id"] for n in body["nodes"]} == {
-        "gateway", "orders", "payment", "cron", "192.0.2.9:443", "198.51.100.7"}
+        "gateway", "orders", "payment", "cron", "192.0.2.9:443", "external"}
     for edge in body["edges"]:
         assert {"source", "target", "requests", "p50_seconds", "p95_seconds",
                 "p99_seconds", "connections", "sent_bytes", "received_bytes"} <= set(edge)
@@ -81,10 +81,10 @@ def test_failed_is_failed_connects_plus_failed_requests_of_the_client_side():
     edge = graph.edges["gateway", "orders"]
     assert (edge["requests"], edge["connect_failed"], edge["failed_requests"],
             edge["failed"]) == (30, 2, 6, 8)
-    assert graph.edges["198.51.100.7", "orders"]["failed"] == 1
+    assert graph.edges["external", "orders"]["failed"] == 1
     body = to_json(graph)
     assert {(e["source"], e["failed"], e["failed_requests"]) for e in body["edges"]} == {
-        ("gateway", 8, 6), ("198.51.100.7", 1, 1)}
+        ("gateway", 8, 6), ("external", 1, 1)}
 
 
 def test_a_window_subtracts_failed_requests_too():
@@ -94,3 +94,23 @@ def test_a_window_subtracts_failed_requests_too():
                  failed_requests=7)
     (delta,) = since([after], [before])
     assert (delta.latency.count, delta.failed_requests) == (20, 4)
+
+
+def test_callers_no_agent_owns_fold_into_external_buckets_unless_asked_not_to():
+    sides = [side("web", SERVER, "10.0.0.2", f"203.0.113.{i}", 0, hist(20, 1, 1000), bytes([i]))
+             for i in range(50)]
+    sides.append(side("web", SERVER, "10.0.0.2", "198.51.100.9", 0, hist(20, 1, 1000), b"x"))
+    folded = build_graph(sides, lambda ip, port: None,
+                         external_networks=[ipaddress.ip_network("203.0.113.0/24")])
+    assert set(folded.edges) == {("external:203.0.113.0/24", "web"), ("external", "web")}
+    assert folded.edges["external:203.0.113.0/24", "web"]["requests"] == 50
+    each = build_graph(sides, lambda ip, port: None, external_peers="per-address")
+    assert each.number_of_edges() == 51
+
+
+def test_past_the_edge_cap_the_quietest_edges_are_left_out_and_counted():
+    sides = [side(f"svc{i}", CLIENT, "10.0.0.1", "10.0.0.2", 80, hist(20, i + 1, 1000),
+                  bytes([i])) for i in range(10)]
+    graph = build_graph(sides, lambda ip, port: "db", max_edges=3)
+    assert set(graph.edges) == {("svc9", "db"), ("svc8", "db"), ("svc7", "db")}
+    assert graph.graph["edges_dropped"] == 7 and "svc0" not in graph

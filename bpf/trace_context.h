@@ -17,7 +17,9 @@ struct trace_context {
 /* Hex digits are decoded without branches: each branch on a payload byte
  * doubles the paths the verifier has to walk.  For a digit or letter c,
  * (c & 0xf) + 9 * (c >> 6) is its value; re-encoding that value and
- * comparing it with c (lower-cased) tells whether c was a hex digit. */
+ * comparing it with c tells whether c was a hex digit.  Lower-case only:
+ * W3C trace context (and b3) write IDs in lower-case hex, and a
+ * traceparent with upper-case digits is invalid, so it is ignored. */
 static __always_inline u32 hex_value(u8 c)
 {
 	return (c & 0xf) + 9 * (c >> 6);
@@ -27,7 +29,7 @@ static __always_inline u32 hex_invalid(u8 c, u32 v)
 {
 	u32 letter = ((v + 6) >> 4) & 1;  /* 1 for 10..15 */
 	u32 expected = '0' + v + letter * ('a' - '0' - 10);
-	return (v >> 4) | ((c | 0x20) ^ expected);
+	return (v >> 4) | (c ^ expected);
 }
 
 /* Decode `n` bytes from 2n hex digits; 0 on success.  Not unrolled:

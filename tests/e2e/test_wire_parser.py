@@ -85,8 +85,9 @@ class KernelParser:
 
 
 HEADER = re.compile(rb"\n(traceparent|b3):", re.IGNORECASE)
-TRACEPARENT = re.compile(rb"00-([0-9a-fA-F]{32})-([0-9a-fA-F]{16})-([0-9a-fA-F]{2})")
-B3 = re.compile(rb"([0-9a-fA-F]{32}|[0-9a-fA-F]{16})-([0-9a-fA-F]{16})")
+# Lower-case hex only: an upper-case digit makes the context invalid (W3C).
+TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+B3 = re.compile(rb"([0-9a-f]{32}|[0-9a-f]{16})-([0-9a-f]{16})")
 
 
 def reference(payload):
@@ -120,7 +121,7 @@ def reference(payload):
         flags = 0 if after[:2] == b"-0" else 1
     if int(trace, 16) == 0 or int(span, 16) == 0 or not flags & 1:
         return None
-    return trace.decode().lower(), span.decode().lower(), flags
+    return trace.decode(), span.decode(), flags
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,9 @@ def test_b3_single_header_with_a_64_bit_trace_id(kernel):
     request(b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),  # unsampled
     request(b"traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01"),  # zero id
     request(b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01"),  # not hex
+    request(b"traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),  # upper case
+    request(b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01"),
+    request(b"B3: A3CE929D0E0E4736-00f067aa0ba902b7-1"),
     request(b"x-traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     request(b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             filler=b"X-Pad: " + b"a" * SCAN + b"\r\n"),  # beyond the scanned bytes

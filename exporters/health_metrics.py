@@ -5,7 +5,7 @@ import json
 
 from prometheus_client.core import CounterMetricFamily
 
-__all__ = ["HealthMetrics", "health_report", "liveness_report"]
+__all__ = ["HealthMetrics", "KubernetesMetrics", "health_report", "liveness_report"]
 
 
 class HealthMetrics:
@@ -25,6 +25,22 @@ class HealthMetrics:
         for name, n in sorted(self._workers.errors.items()):
             errors.add_metric([name], n)
         yield errors
+
+
+class KubernetesMetrics:
+    """taskscope_kubernetes_api_failures_total: pod-list reads that failed
+    (services are then named without their pods until the API answers)."""
+
+    def __init__(self, pods):
+        self._pods = pods
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield CounterMetricFamily("taskscope_kubernetes_api_failures",
+                                  "Reads of this node's pods from the Kubernetes API that "
+                                  "failed.", value=self._pods.failures)
 
 
 def _reply(problems):

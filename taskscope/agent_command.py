@@ -28,7 +28,8 @@ from taskscope.agent.seeding import seed_running_state
 from taskscope.agent.tracing import Tracing
 from taskscope.agent.workers import Workers
 from taskscope.exporters.graph_metrics import GraphMetrics
-from taskscope.exporters.health_metrics import HealthMetrics, health_report, liveness_report
+from taskscope.exporters.health_metrics import (HealthMetrics, KubernetesMetrics, health_report,
+                                                liveness_report)
 from taskscope.exporters.prometheus import KernelMetrics
 from taskscope.exporters.tracing_metrics import TracingMetrics
 from taskscope.records.errors import ConfigError
@@ -130,6 +131,8 @@ def run(cfg):
         workers.start("graph", recorder.run)
         serve_graph(server, recorder, cfg, store)
     server.registry.register(HealthMetrics(workers))
+    if pods:
+        server.registry.register(KubernetesMetrics(pods))
     server.routes["/healthz"] = lambda params: health_report(maps.probe_status, workers)
     server.routes["/livez"] = lambda params: liveness_report(workers)
     ProcessCollector(namespace="taskscope", registry=server.registry)

@@ -9,6 +9,7 @@ unless the container's spec sets OTEL_SERVICE_NAME.
 """
 
 import functools
+import http.client
 import json
 import logging
 import os
@@ -146,10 +147,20 @@ def index_pods(pod_list, owner_of=None):
     return containers, pods
 
 
+# Whatever the API (or what answers in its place) can do to a client.
+API_ERRORS = (OSError, ValueError, http.client.HTTPException)
+PAGE_SIZE = 500
+MAX_PAGES = 100  # 50,000 pods: more than a node holds
+
+
 class ApiClient:
     """Just enough of the Kubernetes API: GET a path, as the pod's service account."""
 
-    def __init__(self, base_url=None, token=None, ca_file=None, timeout=10.0):
+    # Bound service-account tokens expire (an hour by default) and the
+    # kubelet rewrites the file well before: it is read again this often.
+    TOKEN_REREAD = 60.0
+
+    def __init__(self, base_url=None, token=None, ca_file=None, timeout=10.0, token_file=None):
         if base_url is None:
             host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), \
                 os.environ.get("KUBERNETES_SERVICE_PORT", "443")
@@ -157,18 +168,28 @@ class ApiClient:
                 raise ValueError("not in a pod (no KUBERNETES_SERVICE_HOST); "
                                  "set kubernetes_api to the API server's URL")
             base_url = f"https://{host}:{port}"
-            token = token or _read(os.path.join(SERVICE_ACCOUNT, "token"))
+            if token is None:
+                token_file = token_file or os.path.join(SERVICE_ACCOUNT, "token")
             ca_file = ca_file or os.path.join(SERVICE_ACCOUNT, "ca.crt")
         self.base_url = base_url.rstrip("/")
         self._token = token
+        self._token_file = token_file
+        self._token_read_at = float("-inf")
         self._context = ssl.create_default_context(cafile=ca_file) \
             if self.base_url.startswith("https") else None
         self.timeout = timeout
 
+    def _bearer(self):
+        if self._token_file and time.monotonic() - self._token_read_at >= self.TOKEN_REREAD:
+            self._token = _read(self._token_file) or self._token
+            self._token_read_at = time.monotonic()
+        return self._token
+
     def get(self, path):
         request = urllib.request.Request(self.base_url + path)
-        if self._token:
-            request.add_header("Authorization", f"Bearer {self._token}")
+        token = self._bearer()
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         with urllib.request.urlopen(request, timeout=self.timeout,
                                     context=self._context) as reply:
             data = reply.read(MAX_REPLY_BYTES + 1)
@@ -208,7 +229,7 @@ class PodMetadata:
             try:
                 found = _controller(self._client.get(
                     "/apis/" + group.format(namespace, name)).get("metadata", {}))
-            except (OSError, ValueError) as exc:
+            except API_ERRORS as exc:
                 log.debug("no owner for %s %s/%s: %s", kind, namespace, name, exc)
                 return None  # not cached: asked again at the next refresh
             if len(self._owners) >= self._owner_cache_size:
@@ -216,14 +237,31 @@ class PodMetadata:
             self._owners[key] = found
         return self._owners[key]
 
-    def refresh(self):
+    def _pod_list(self):
+        """This node's pods, page by page (PAGE_SIZE each, at most MAX_PAGES)."""
         selector = urllib.parse.quote(f"spec.nodeName={self.node}") if self.node else ""
         path = "/api/v1/pods" + (f"?fieldSelector={selector}" if selector else "")
-        try:
-            pod_list = self._client.get(path)
-            if not isinstance(pod_list, dict):
+        items, cont = [], None
+        for _ in range(MAX_PAGES):
+            sep = "&" if "?" in path else "?"
+            page = self._client.get(f"{path}{sep}limit={PAGE_SIZE}" + (
+                f"&continue={urllib.parse.quote(cont)}" if cont else ""))
+            if not isinstance(page, dict):
                 raise ValueError("the pod list is not an object")
-        except (OSError, ValueError) as exc:
+            found = page.get("items")
+            if not isinstance(found, list):
+                raise ValueError("the pod list's items are not a list")
+            items += found
+            cont = (page.get("metadata") or {}).get("continue") \
+                if isinstance(page.get("metadata"), dict) else None
+            if not cont or not isinstance(cont, str):
+                break
+        return {"items": items}
+
+    def refresh(self):
+        try:
+            pod_list = self._pod_list()
+        except API_ERRORS as exc:
             self.failures += 1
             log.warning("cannot list this node's pods from %s: %s", self._client.base_url, exc)
             return False

@@ -1,13 +1,18 @@
 """Pod metadata from recorded API replies and real cgroup path shapes."""
 
+import http.client
 import json
 import os
+import urllib.parse
+import urllib.request
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskscope.agent.host.kubernetes import PodMetadata, index_pods, parse_cgroup_path
+from taskscope.agent.host.kubernetes import (ApiClient, PodMetadata, index_pods,
+                                             parse_cgroup_path)
+from tests.fake_http import serving
 
 with open(os.path.join(os.path.dirname(__file__), "data", "kubernetes_api.json")) as f:
     RECORDED = json.load(f)
@@ -91,7 +96,7 @@ def test_pod_metadata_asks_for_this_nodes_pods_and_resolves_cgroups():
     api = RecordedApi(RECORDED)
     pods = PodMetadata(api, "node-a")
     assert pods.refresh()
-    assert api.paths[0] == "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a"
+    assert api.paths[0] == "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a&limit=500"
     meta = pods.of_cgroup_path(f"/kubepods/burstable/pod{UID}/{A}")
     assert meta.service == "shop/checkout" and meta.labels()["pod"] == "checkout-7d4b9c5f6-x2x9z"
     assert pods.of_cgroup_path("/system.slice/sshd.service") is None
@@ -115,3 +120,67 @@ def test_any_json_shaped_pod_list_is_indexed_or_skipped(pod_list):
     containers, pods = index_pods(pod_list)
     for meta in [*containers.values(), *pods.values()]:
         assert all(isinstance(v, str) for v in (*meta.labels().values(), meta.service))
+
+
+class PagedApi:
+    """An API server that hands the pod list out one pod per page."""
+
+    def __init__(self, pods):
+        self.pods, self.paths = pods, []
+
+    def get(self, path):
+        self.paths.append(path)
+        if not path.startswith("/api/v1/pods"):
+            raise OSError("404")  # no owner API here
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+        at = int(query.get("continue", ["0"])[0])
+        cont = str(at + 1) if at + 1 < len(self.pods) else ""
+        return {"metadata": {"continue": cont}, "items": [self.pods[at]]}
+
+
+def test_the_pod_list_is_read_page_by_page():
+    pods = RECORDED["pods"]["items"]
+    api = PagedApi(pods)
+    meta = PodMetadata(api, "node-a")
+    assert meta.refresh()
+    listed = [p for p in api.paths if p.startswith("/api/v1/pods")]
+    assert len(listed) == len(pods) and "limit=500" in listed[0]
+    assert "continue=" in listed[-1]
+    assert meta.of_cgroup_path(f"/kubepods/burstable/pod{UID}/{A}").service == "shop/checkout"
+
+
+def test_the_service_account_token_is_read_again_as_it_rotates(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    seen = []
+
+    with serving(lambda path: seen.append(path) or b'{"items": []}') as url:
+        client = ApiClient(url, token_file=str(token))
+        headers = []
+        real = urllib.request.urlopen
+
+        def spy(request, **kw):
+            headers.append(request.get_header("Authorization"))
+            return real(request, **kw)
+
+        urllib.request.urlopen, saved = spy, urllib.request.urlopen
+        try:
+            client.get("/api/v1/pods")
+            token.write_text("second\n")
+            client.get("/api/v1/pods")  # within TOKEN_REREAD: the same token
+            client._token_read_at -= ApiClient.TOKEN_REREAD
+            client.get("/api/v1/pods")
+        finally:
+            urllib.request.urlopen = saved
+    assert headers == ["Bearer first", "Bearer first", "Bearer second"]
+
+
+def test_http_errors_of_the_api_are_failures_not_crashes():
+    class Broken:
+        base_url = "http://api"
+
+        def get(self, path):
+            raise http.client.IncompleteRead(b"{")
+
+    meta = PodMetadata(Broken(), "node-a")
+    assert not meta.refresh() and meta.failures == 1

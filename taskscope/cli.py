@@ -102,8 +102,10 @@ def build_parser():
     agent.add_argument("--tcp-io", choices=probes.TCP_IO_MODES,
                        help="where TCP exchanges and bytes (the service graph, wire traces) "
                             "come from: packets (cgroup_skb programs on the cgroup2 root, any "
-                            "kernel), syscalls (the send/receive tracepoints, 6.4+), or auto "
-                            "(default: packets; where they cannot attach, syscalls)")
+                            "kernel), syscalls (the send/receive tracepoints, 6.4+), kprobes "
+                            "(on tcp_sendmsg/tcp_recvmsg), or auto (default: packets; where "
+                            "they cannot attach, kprobes where the kernel has them, else "
+                            "syscalls)")
     agent.add_argument("--tracefs", metavar="DIR",
                        help="tracefs mount point (default: found, or mounted at /sys/kernel/tracing)")
     collector = sub.add_parser(

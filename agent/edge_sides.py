@@ -80,22 +80,21 @@ class EdgeSideRecorder:
         """Whether the last conntrack read worked (a gauge says so)."""
         return self._nat.readable
 
-    def _resolved(self, key):
+    def _connection_backend(self, key):
+        """(ip, port) that served the one connection a kernel edge key is
+        for (a connection to a virtual IP: conn_port is its local port), by
+        its own conntrack entry; None for other keys or when unknown."""
+        if key.conn_port in (0, FOLDED_CONNECTIONS):
+            return None
         return self._nat.connection_backend(ipaddress.ip_address(bytes(key.local)), key.conn_port,
-                                            ipaddress.ip_address(bytes(key.peer)),
-                                            key.peer_port) is not None
+                                            ipaddress.ip_address(bytes(key.peer)), key.peer_port)
 
     def _backend(self, key):
         """(ip, port) a client side's connections reached: a connection to a
         virtual IP by its own conntrack entry, else the backend seen last
         behind that virtual IP, else the address it connected to."""
         peer, port = ipaddress.ip_address(bytes(key.peer)), key.peer_port
-        if key.conn_port not in (0, FOLDED_CONNECTIONS):
-            found = self._nat.connection_backend(ipaddress.ip_address(bytes(key.local)),
-                                                 key.conn_port, peer, port)
-            if found:
-                return found
-        return self._nat.backend(peer, port) or (peer, port)
+        return self._connection_backend(key) or self._nat.backend(peer, port) or (peer, port)
 
     def _fold_closed_connections(self):
         """Fold the series of closed connections to virtual IPs into one
@@ -111,10 +110,7 @@ class EdgeSideRecorder:
                     bytes(key) in still_open:
                 continue
             target = type(key).from_buffer_copy(bytes(key))
-            backend = self._nat.connection_backend(ipaddress.ip_address(bytes(key.local)),
-                                                   key.conn_port,
-                                                   ipaddress.ip_address(bytes(key.peer)),
-                                                   key.peer_port)
+            backend = self._connection_backend(key)
             if backend:
                 ctypes.memmove(target.peer, v4_mapped(backend[0]).packed, 16)
                 target.peer_port = backend[1]
@@ -181,7 +177,7 @@ class EdgeSideRecorder:
         out = []
         rows = self._maps.edge_rows()
         if time.monotonic() - self._nat_at >= NAT_REFRESH_MIN and any(
-                key.conn_port not in (0, FOLDED_CONNECTIONS) and not self._resolved(key)
+                key.conn_port not in (0, FOLDED_CONNECTIONS) and not self._connection_backend(key)
                 for _, _, key in rows):
             self._refresh_nat()  # connections to virtual IPs it has not read yet
         for stats, slots, key in rows:

@@ -18,6 +18,13 @@ LAST_BOUND_EXP = 34
 BOUNDS_SECONDS = tuple(2.0 ** e / 1e9 for e in range(FIRST_BOUND_EXP, LAST_BOUND_EXP + 1))
 
 
+def log2_slot(ns):
+    """The slot a value of `ns` nanoseconds falls in, as log2_slot() in
+    bpf/hist.h computes it (user space adds the samples the kernel still
+    holds with it)."""
+    return min(ns.bit_length() - 1, MAX_SLOT) if ns > 0 else 0
+
+
 @dataclass
 class Log2Histogram:
     """Per-slot counts and sums, merged from any number of map entries."""

@@ -10,7 +10,7 @@ import threading
 import time
 
 from taskscope.agent.kernel_abi import EDGE_FLUSH_NS, MAP_SIZES, Drop, Phase, Role, ident_hash
-from taskscope.records.histogram import MAX_SLOT
+from taskscope.records.histogram import log2_slot
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class KernelMaps:
             failed = info.unflushed_failed
             if info.phase == Phase.RESPONSE and now - info.last_response_ns >= EDGE_FLUSH_NS:
                 ns = max(info.last_response_ns - info.exchange_start_ns, 0)
-                slots.append((min(ns.bit_length() - 1, MAX_SLOT) if ns else 0, 1, ns))
+                slots.append((log2_slot(ns), 1, ns))
                 failed += info.exchange_failed
             if not (slots or failed or info.unflushed_sent or info.unflushed_received):
                 continue

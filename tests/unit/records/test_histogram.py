@@ -45,3 +45,9 @@ def test_quantile_is_the_mean_of_the_slot_holding_it():
     assert h.quantile(0.5) == 1.5e-6
     assert h.quantile(0.51) == 0.04
     assert Log2Histogram().quantile(0.5) is None
+
+
+def test_log2_slot_is_the_kernels():
+    from taskscope.records.histogram import MAX_SLOT, log2_slot
+    assert [log2_slot(v) for v in (0, 1, 2, 3, 4, 1023, 1024)] == [0, 0, 1, 1, 2, 9, 10]
+    assert log2_slot(2 ** 60) == MAX_SLOT

@@ -1,5 +1,6 @@
 """Starts the real agent as a subprocess and reads its /metrics."""
 
+import json
 import os
 import signal
 import socket
@@ -111,3 +112,18 @@ def histogram_delta(before, after, family, **labels):
         if key[0] == family + "_bucket" and set(labels.items()) <= set(key[1]):
             out[key] = v - before.get(key, 0)
     return out
+
+
+def graph_edge(agent, client, server, requests=0, timeout=10):
+    """The graph's client -> server edge (15-minute window) once it exists and
+    shows at least `requests`, or what there is after `timeout` seconds (None
+    without the edge): a new listener is named at the agent's next listener
+    scan, every 5 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, _, body = agent.get("/api/graph?window=15m")
+        found = [e for e in json.loads(body)["edges"]
+                 if e["source"] == client and e["target"] == server]
+        if (found and found[0]["requests"] >= requests) or time.monotonic() > deadline:
+            return found[0] if found else None
+        time.sleep(0.5)

@@ -54,6 +54,38 @@ def netns_pair():
     sh("ip", "netns", "del", ns, check=False)
 
 
+@pytest.fixture(scope="session")
+def packet_agent(tmp_path_factory):
+    """One agent reading exchanges and bytes from packets (--tcp-io packets),
+    shared by the packet-path tests."""
+    agent = Agent("--probes", "sched,tcp", "--tcp-io", "packets",
+                  log_path=tmp_path_factory.mktemp("packets") / "agent.log")
+    yield agent
+    code, _ = agent.stop()
+    assert code == 0, agent.log()
+
+
+@pytest.fixture
+def netns_server(netns_pair):
+    """start(service, code, port, *args): server script `code` (which prints
+    "listening" once it listens, see workloads.LISTEN) run as `service` in
+    the namespace of netns_pair on its address; returns (ip, port).  Killed
+    at the end of the test."""
+    procs = []
+
+    def start(service, code, port, *args):
+        proc = run_named(service, code, netns_pair["server_ip"], port, *args,
+                         netns=netns_pair["ns"], wait=False, stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "listening"
+        return netns_pair["server_ip"], port
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
 # A line-protocol server: answers "ok" to each line after `delay` seconds,
 # first asking `upstream` (host:port) and PINGing the redis at `cache`, each
 # over one kept-alive connection.

@@ -5,25 +5,18 @@ namespace, a real keep-alive client, judged on /api/graph and on
 traces_service_graph_request_failed_total."""
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from tests.e2e.agent_process import Agent, value
-from tests.e2e.workloads import run_named
+from tests.e2e.agent_process import Agent, graph_edge, value
+from tests.e2e.workloads import LISTEN, run_named
 
 REQUESTS = 100
 
 # HTTP/1.1 keep-alive server: request i (from 0) is answered 500 when
 # i % 5 == 4 (20 %), 404 when i % 10 == 1 (10 %), else 200.
-HTTP_SERVER = """
-import socket, sys
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(16)
-print("listening", flush=True)
+HTTP_SERVER = LISTEN + """
 while True:
     conn, _ = srv.accept()
     f = conn.makefile("rb")
@@ -62,13 +55,8 @@ s.close()
 # Each connection: two requests answered in full, then a third whose
 # response is cut after a few bytes by a reset (SO_LINGER 0), or
 # (argv[3] == "before") reset before any byte of it.
-RESET_SERVER = """
-import socket, struct, sys, time
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(16)
-print("listening", flush=True)
+RESET_SERVER = LISTEN + """
+import struct, time
 while True:
     conn, _ = srv.accept()
     for i in range(3):
@@ -102,45 +90,6 @@ for _ in range(int(sys.argv[3])):
 """
 
 
-@pytest.fixture(scope="module")
-def packet_agent(tmp_path_factory):
-    agent = Agent("--probes", "tcp", "--tcp-io", "packets",
-                  log_path=tmp_path_factory.mktemp("failures") / "agent.log")
-    yield agent
-    code, _ = agent.stop()
-    assert code == 0, agent.log()
-
-
-@pytest.fixture
-def serve(netns_pair):
-    procs = []
-
-    def start(service, code, port, *args):
-        proc = run_named(service, code, netns_pair["server_ip"], port, *args,
-                         netns=netns_pair["ns"], wait=False, stdout=subprocess.PIPE, text=True)
-        procs.append(proc)
-        assert proc.stdout.readline().strip() == "listening"
-        return netns_pair["server_ip"], port
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
-
-
-def edge(agent, client, server, requests, timeout=10):
-    """The client -> server edge once it shows `requests` (the listener is
-    named at the agent's next listener scan, up to 5 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, _, body = agent.get("/api/graph?window=15m")
-        found = [e for e in json.loads(body)["edges"]
-                 if e["source"] == client and e["target"] == server]
-        if (found and found[0]["requests"] >= requests) or time.monotonic() > deadline:
-            return found[0] if found else None
-        time.sleep(0.5)
-
-
 def failed_by_role(agent, service):
     """Failed requests the agent's own sides of `service` counted, by role."""
     _, _, body = agent.get("/api/graph/sides")
@@ -151,10 +100,10 @@ def failed_by_role(agent, service):
     return out
 
 
-def test_http_5xx_responses_are_failed_requests_4xx_are_not(packet_agent, serve):
-    ip, port = serve("fl-http", HTTP_SERVER, 9411)
+def test_http_5xx_responses_are_failed_requests_4xx_are_not(packet_agent, netns_server):
+    ip, port = netns_server("fl-http", HTTP_SERVER, 9411)
     run_named("fl-caller", HTTP_CLIENT, ip, port, REQUESTS)
-    e = edge(packet_agent, "fl-caller", "fl-http", REQUESTS)
+    e = graph_edge(packet_agent, "fl-caller", "fl-http", REQUESTS)
     assert e, packet_agent.get("/api/graph?window=15m")[2]
     fives = REQUESTS // 5
     assert (e["requests"], e["failed_requests"], e["failed"]) == (REQUESTS, fives, fives), e
@@ -172,12 +121,12 @@ def test_http_5xx_responses_are_failed_requests_4xx_are_not(packet_agent, serve)
 
 
 @pytest.mark.parametrize("when, port", [("midway", 9412), ("before", 9413)])
-def test_a_reset_in_the_middle_of_an_exchange_fails_it(packet_agent, serve, when, port):
+def test_a_reset_in_the_middle_of_an_exchange_fails_it(packet_agent, netns_server, when, port):
     connections = 5
     server = f"fl-reset-{when}"
-    ip, port = serve(server, RESET_SERVER, port, when)
+    ip, port = netns_server(server, RESET_SERVER, port, when)
     run_named("fl-resetee", RESET_CLIENT, ip, port, connections)
-    e = edge(packet_agent, "fl-resetee", server, 3 * connections)
+    e = graph_edge(packet_agent, "fl-resetee", server, 3 * connections)
     assert e, packet_agent.get("/api/graph?window=15m")[2]
     # Two good exchanges and one cut by the reset per connection, on both
     # sides: the client saw the reset arrive, the server sent it.
@@ -186,13 +135,13 @@ def test_a_reset_in_the_middle_of_an_exchange_fails_it(packet_agent, serve, when
     assert failed_by_role(packet_agent, server) == {"server": connections}
 
 
-def test_4xx_responses_fail_when_configured(serve, tmp_path):
+def test_4xx_responses_fail_when_configured(netns_server, tmp_path):
     agent = Agent("--probes", "tcp", "--tcp-io", "packets", "--http-4xx-failed",
                   log_path=tmp_path / "agent.log")
     try:
-        ip, port = serve("fl-http-strict", HTTP_SERVER, 9414)
+        ip, port = netns_server("fl-http-strict", HTTP_SERVER, 9414)
         run_named("fl-strict-caller", HTTP_CLIENT, ip, port, REQUESTS)
-        e = edge(agent, "fl-strict-caller", "fl-http-strict", REQUESTS)
+        e = graph_edge(agent, "fl-strict-caller", "fl-http-strict", REQUESTS)
     finally:
         agent.stop()
     # 20 answered 500 and 10 answered 404.

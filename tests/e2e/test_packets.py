@@ -4,26 +4,20 @@ across a veth pair into a network namespace: the exchange state machine
 carrying payload), retransmitted payload counted once, and the variants
 chosen when asked for."""
 
-import json
 import subprocess
 import time
 
 import pytest
 
-from tests.e2e.agent_process import Agent, value
-from tests.e2e.workloads import run_named, sh
+from tests.e2e.agent_process import Agent, graph_edge, value
+from tests.e2e.workloads import LISTEN, run_named, sh
 
 PORTS = iter(range(9301, 9399))
 
 # Each chunk is a request; it answers with `pieces` writes `gap` seconds
 # apart.  A thread per connection.
-SERVER = """
-import socket, sys, threading, time
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2])))
-srv.listen(16)
-print("listening", flush=True)
+SERVER = LISTEN + """
+import threading, time
 pieces, gap = int(sys.argv[3]), float(sys.argv[4])
 
 def serve(conn):
@@ -58,45 +52,16 @@ s.close()
 """
 
 
-@pytest.fixture(scope="module")
-def packet_agent(tmp_path_factory):
-    agent = Agent("--probes", "sched,tcp", "--tcp-io", "packets",
-                  log_path=tmp_path_factory.mktemp("packets") / "agent.log")
-    yield agent
-    code, _ = agent.stop()
-    assert code == 0, agent.log()
-
-
 @pytest.fixture
-def server(netns_pair):
-    procs = []
-
+def server(netns_server):
     def start(service, pieces=1, gap=0.0):
-        port = next(PORTS)
-        proc = run_named(service, SERVER, netns_pair["server_ip"], port, pieces, gap,
-                         netns=netns_pair["ns"], wait=False, stdout=subprocess.PIPE, text=True)
-        procs.append(proc)
-        assert proc.stdout.readline().strip() == "listening"
-        return netns_pair["server_ip"], port
+        return netns_server(service, SERVER, next(PORTS), pieces, gap)
 
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+    return start
 
 
-def edge(agent, client, server, timeout=10):
-    """The graph's client -> server edge; a new listener is named once the
-    agent rescans the listener table (every 5 s), so it may take as long."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _, _, body = agent.get("/api/graph?window=15m")
-        for e in json.loads(body)["edges"]:
-            if e["source"] == client and e["target"] == server:
-                return e
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.5)
+def edge(agent, client, server):
+    return graph_edge(agent, client, server)
 
 
 def settle(agent):

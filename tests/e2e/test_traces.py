@@ -265,7 +265,7 @@ def test_exemplars_sit_on_the_series_their_segment_was_observed_on(traced_agent,
         "/metrics", accept="application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     found = [m.groups() for m in map(EXEMPLAR.match, text.splitlines()) if m]
-    mine = [(name, labels, trace_id, float(value)) for name, labels, trace_id, value in found
+    mine = [(name, labels, trace_id, float(seconds)) for name, labels, trace_id, seconds in found
             if 'service="checkout-api"' in labels or 'server="checkout-api"' in labels]
     names = {name for name, *_ in mine}
     assert "taskscope_blockio_latency_seconds" in names, found
@@ -273,17 +273,17 @@ def test_exemplars_sit_on_the_series_their_segment_was_observed_on(traced_agent,
     what_of = {"taskscope_blockio_latency_seconds": "blockio",
                "taskscope_runqueue_latency_seconds": "runqueue",
                "traces_service_graph_request_server_seconds": "server"}
-    for name, labels, trace_id, value in mine:
+    for name, labels, trace_id, seconds in mine:
         # The exemplar's segment made this very observation: on this
         # series (device, op, stage), with this value.
         series = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         observed = [tuple(o["labels"]) for s in segments(traced_agent, trace_id, "server")
                     for o in s["observations"]
-                    if o["what"] == what_of[name] and abs(o["seconds"] - value) < 1e-9]
-        assert observed, (name, labels, trace_id, value)
+                    if o["what"] == what_of[name] and abs(o["seconds"] - seconds) < 1e-9]
+        assert observed, (name, labels, trace_id, seconds)
         if name == "taskscope_blockio_latency_seconds":
             assert (series["device"], series["op"], series["stage"]) in observed
-        assert _bucket_holds(text, name, labels, value), (name, labels, value)
+        assert _bucket_holds(text, name, labels, seconds), (name, labels, seconds)
 
 
 @pytest.fixture(scope="module")

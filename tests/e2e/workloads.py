@@ -81,13 +81,18 @@ def sh(*cmd, check=True):
 
 
 # Answers "ok" to every chunk that ends a line; drains everything else.
-LINE_SERVER = """
+# How every test server script starts: listen on argv[1]:argv[2] and say
+# so (netns_server waits for the line).
+LISTEN = """
 import socket, sys
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind((sys.argv[1], int(sys.argv[2])))
 srv.listen(64)
 print("listening", flush=True)
+"""
+
+LINE_SERVER = LISTEN + """
 while True:
     conn, _ = srv.accept()
     while True:

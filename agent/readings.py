@@ -84,4 +84,5 @@ class NodeReadings:
             probe_variant=dict(self._maps.probe_variants),
             map_entries=self._maps.entries(),
             drops={reason.name.lower(): n for reason, n in self._maps.drops().items()},
-            decode_errors=dict(self._resolver.decode_errors))
+            decode_errors=dict(self._resolver.decode_errors),
+            reclaimed=dict(self._maps.reclaimed))

@@ -2,8 +2,11 @@
  * by a small per-owner slot, cached in the process entry: the hot path is
  * then two array loads and an add, no hash, no atomic.  A slot is claimed on
  * the process's first event after exec (fork inherits it) by inserting into
- * counter_slot_owners, whose insert is atomic; slots are never reused, and
- * index 0 collects what comes after they run out.  A process moved to
+ * counter_slot_owners, whose insert is atomic; index 0 collects what comes
+ * after they run out, and that outcome is cached like a slot, so a process
+ * that found none never retries on its hot path.  Slots of owners that are
+ * gone are freed by user space (agent/reclaim.py), which also clears the
+ * cached results that pointed at them or at index 0.  A process moved to
  * another cgroup without exec keeps its slot until it execs. */
 #ifndef TASKSCOPE_COUNTER_SLOTS_H
 #define TASKSCOPE_COUNTER_SLOTS_H
@@ -40,8 +43,8 @@ static __always_inline u32 counter_slot_of(u32 tgid)
 	current_owner(&o);
 	u32 slot = claim_counter_slot(&o);
 	p = processes.lookup(&tgid);
-	if (p && slot)
-		p->counter_slot = slot + 1;
+	if (p)
+		p->counter_slot = slot + 1;  /* slot 0 (none free) is cached too */
 	return slot;
 }
 

@@ -164,6 +164,15 @@ class KernelMetrics:
         for reason, n in sorted(health.drops.items()):
             drops.add_metric([reason], n)
         yield drops
+        reclaimed = CounterMetricFamily(
+            "taskscope_map_reclaimed_entries",
+            "Entries freed in a BPF map because their owner is gone, by why: cgroup_gone, "
+            "identity_gone (map 3/4 full), unreferenced (names), retired_dropped (a service's "
+            "folded totals given up: its series restart), lost (folded counts that found "
+            "no room).", labels=["map", "reason"])
+        for (name, reason), n in sorted(health.reclaimed.items()):
+            reclaimed.add_metric([name, reason], n)
+        yield reclaimed
         folded = GaugeMetricFamily("taskscope_services_folded",
                                    "Distinct services folded into service=\"other\" by the "
                                    "label cap, per metric.", labels=["metric"])

@@ -46,3 +46,4 @@ class NodeHealth:
     map_entries: dict     # map -> (entries at the last read, capacity)
     drops: dict           # reason -> samples or entries lost
     decode_errors: dict   # decoder -> ids that could not be named
+    reclaimed: dict = field(default_factory=dict)  # (map, reason) -> entries freed

@@ -26,6 +26,7 @@ from taskscope.agent.kernel.maps import KernelMaps
 from taskscope.agent.readings import NodeReadings
 from taskscope.agent.seeding import seed_running_state
 from taskscope.agent.tracing import Tracing
+from taskscope.agent.reclaim import OwnerReclaim
 from taskscope.agent.workers import Workers
 from taskscope.exporters.graph_metrics import GraphMetrics
 from taskscope.exporters.health_metrics import (HealthMetrics, KubernetesMetrics, health_report,
@@ -112,7 +113,10 @@ def run(cfg):
     stop = threading.Event()
     workers = Workers(stop)
     pods = start_pod_metadata(cfg, workers)
-    resolver = ServiceResolver(maps.ident_name, CgroupPaths(cgroup_root), pods)
+    cgroups = CgroupPaths(cgroup_root)
+    resolver = ServiceResolver(maps.ident_name, cgroups, pods)
+    workers.start("reclaim", OwnerReclaim(
+        maps, resolver, cgroups, config.parse_duration(cfg.reclaim_interval)).run)
     tracing = None
     if maps.has("segments"):
         tracing = Tracing(bpf, resolver, cfg.trace_store_size, spans)

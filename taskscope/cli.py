@@ -61,6 +61,10 @@ def build_parser():
                        help="default window of /api/graph, e.g. 60s, 5m, 1h (default 5m)")
     agent.add_argument("--graph-expiry", metavar="DURATION",
                        help="forget graph edges idle this long (default 1h)")
+    agent.add_argument("--reclaim-interval", metavar="DURATION",
+                       help="how often entries of owners that are gone (removed cgroups; "
+                            "ended processes when a map is 3/4 full) are folded into their "
+                            "service and freed (default 30s)")
     agent.add_argument("--graph-addresses", metavar="CIDRS",
                        help="comma-separated networks this agent speaks for in the graph "
                             "(default: all; on a node, its own and its pods')")

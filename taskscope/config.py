@@ -36,6 +36,7 @@ class AgentConfig:
     cgroup_root: str = ""
     graph_window: str = "5m"
     graph_expiry: str = "1h"
+    reclaim_interval: str = "30s"
     graph_addresses: tuple = ()
     otlp_endpoint: str = ""
     otlp_protocol: str = "http/protobuf"
@@ -165,6 +166,7 @@ CHECKS = {
     "cgroup_root": _check_path,
     "graph_window": _check_duration,
     "graph_expiry": _check_duration,
+    "reclaim_interval": _check_duration,
     "graph_addresses": _check_networks,
     "otlp_endpoint": _check_url,
     "otlp_protocol": _check_otlp_protocol,

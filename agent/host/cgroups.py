@@ -40,15 +40,30 @@ class CgroupPaths:
 
     def _scan(self):
         self._last_scan = time.monotonic()
+        live = set()
         if not self.root:
-            return
+            return live
         for dirpath, dirnames, _ in os.walk(self.root):
             try:
                 ino = os.stat(dirpath).st_ino
             except OSError:
                 continue
+            live.add(ino)
             rel = "/" + os.path.relpath(dirpath, self.root).lstrip(".")
             self._remember(ino, rel.rstrip("/") or "/")
+        return live
+
+    def live_ids(self):
+        """Ids of every cgroup alive now (one walk, which also refreshes the
+        paths), or None when the root is not the hierarchy's root (a cgroup
+        namespace's view): there a missing id proves nothing."""
+        with self._lock:
+            try:
+                if not self.root or os.stat(self.root).st_ino != ROOT_ID:
+                    return None
+            except OSError:
+                return None
+            return self._scan()
 
     def _remember(self, cgroup_id, path):
         self._paths[cgroup_id] = path

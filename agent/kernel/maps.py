@@ -9,7 +9,8 @@ import logging
 import threading
 import time
 
-from taskscope.agent.kernel_abi import EDGE_FLUSH_NS, MAP_SIZES, Drop, Phase, Role, ident_hash
+from taskscope.agent.kernel_abi import (EDGE_FLUSH_NS, FNV_OFFSET, FNV_PRIME, MAP_SIZES, Drop,
+                                        IdentKind, Phase, Role, ident_hash)
 from taskscope.records.histogram import log2_slot
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,17 @@ EXPORTED_MAPS = {
 }
 
 
+# Maps keyed by an owner (struct owner, or a key whose `owner` field is one)
+# that only ever gain entries in the kernel: agent/reclaim.py retires the
+# entries of owners that are gone.
+OWNER_MAPS = ("tcp_stats", "runqueue_latency", "blockio_latency", "tcp_connect_latency",
+              "tcp_rtt")
+# Retired owners: cgroup 0, which bpf_get_current_cgroup_id never returns,
+# so the kernel never writes their entries and user space may add to them.
+RETIRED_CGROUP = 0
+BPF_NOEXIST = 1
+
+
 def _plain(value):
     return value.value if isinstance(value, ctypes._SimpleCData) else value
 
@@ -50,6 +62,11 @@ class KernelMaps:
         self._edges_lock = threading.Lock()
         self._name_cache_size = name_cache_size
         self._sizes = {}
+        # Reads of owner maps and the reclaim that moves their entries exclude
+        # each other: a scrape never sees an entry both moved and not.
+        self._owners_lock = threading.RLock()
+        self.reclaimed = collections.Counter()  # (map, reason) -> entries reclaimed
+        self._retired_names = {}  # retired identity -> its service's full name
 
     def has(self, map_name):
         try:
@@ -61,6 +78,10 @@ class KernelMaps:
     def rows(self, map_name):
         """[(key, value)] of a hash map, in one batched syscall where the kernel allows."""
         table = self._bpf[map_name]
+        with self._owners_lock:
+            return self._rows(map_name, table)
+
+    def _rows(self, map_name, table):
         try:
             rows = list(table.items_lookup_batch())
         except Exception:  # BCC raises plain Exception where batching is unsupported
@@ -81,13 +102,14 @@ class KernelMaps:
         reported with the all-zero owner, i.e. as service "unknown".
         """
         owners, table = self._bpf["counter_slot_owners"], self._bpf["tcp_bytes"]
-        rows = [(owner, slot) for slot, owner in self.rows("counter_slot_owners")]
-        rows.append((owners.Leaf(), 0))
-        out = []
-        for owner, slot in rows:
-            per_cpu = table[table.Key(slot)]
-            out.append((owner, sum(c.sent_bytes for c in per_cpu),
-                        sum(c.received_bytes for c in per_cpu)))
+        with self._owners_lock:
+            rows = [(owner, slot) for slot, owner in self.rows("counter_slot_owners")]
+            rows.append((owners.Leaf(), 0))
+            out = []
+            for owner, slot in rows:
+                per_cpu = table[table.Key(slot)]
+                out.append((owner, sum(c.sent_bytes for c in per_cpu),
+                            sum(c.received_bytes for c in per_cpu)))
         return out
 
     def edge_rows(self):
@@ -240,6 +262,8 @@ class KernelMaps:
     def ident_name(self, ident):
         """(kind, name) of an identity, or None; identities never change, so cached."""
         with self._names_lock:
+            if ident in self._retired_names:
+                return (IdentKind.OTEL, self._retired_names[ident])
             if ident in self._names:
                 return self._names[ident]
         table = self._bpf["ident_names"]
@@ -321,3 +345,206 @@ class KernelMaps:
                 break
         log.info("listed %d TCP connections already open", len(connections))
 
+
+    # Reclaim (agent/reclaim.py decides; these move the entries).
+
+    def owners(self):
+        """{map: {(cgroup id, identity): entries}} of the loaded owner maps
+        and counter_slot_owners (one entry per slot)."""
+        out = {}
+        for name in OWNER_MAPS + ("counter_slot_owners",):
+            if not self.has(name):
+                continue
+            counts = collections.Counter()
+            for key, value in self.rows(name):
+                owner = value if name == "counter_slot_owners" else (
+                    key if name == "tcp_stats" else key.owner)
+                counts[(owner.cgroup_id, owner.ident)] += 1
+            out[name] = counts
+        return out
+
+    def fill(self, map_name):
+        """Entries at the last read / capacity of an exported map."""
+        return self._sizes.get(map_name, 0) / MAP_SIZES[EXPORTED_MAPS[map_name]]
+
+    def retired_identity(self, service):
+        """The identity of `service`'s retired owner, its name registered; or
+        None when ident_names is full.  Hashed over the whole name (the
+        kernel's identities see only SERVICE_NAME_LEN bytes), whose full text
+        is kept here: the name a retired series shows is the live one's."""
+        encoded = service.encode("utf-8", "surrogateescape")
+        ident = FNV_OFFSET
+        for byte in b"retired\0" + encoded:
+            ident = ((ident ^ byte) * FNV_PRIME) & MASK64
+        table = self._bpf["ident_names"]
+        leaf = table.Leaf()
+        leaf.kind = IdentKind.OTEL
+        leaf.name = encoded[: len(leaf.name) - 1]
+        try:
+            table[table.Key(ident)] = leaf
+        except Exception:  # BCC raises plain Exception when the map is full
+            return None
+        with self._names_lock:
+            self._retired_names[ident] = service
+        return ident
+
+    def retire(self, moves, reason):
+        """Move the entries of owners `moves` {(cgroup, identity): retired
+        identity, or None to delete} onto (RETIRED_CGROUP, retired identity),
+        adding counts, in every owner map and in the byte counters; counted
+        in `reclaimed` under `reason`.  Returns the counter slots freed."""
+        if not moves:
+            return set()
+        with self._owners_lock:
+            for name in OWNER_MAPS:
+                if self.has(name):
+                    self._retire_map(name, moves, reason)
+            if self.has("counter_slot_owners"):
+                return self._retire_slots(moves, reason)
+        return set()
+
+    def _retire_map(self, name, moves, reason):
+        table = self._bpf[name]
+        for key, value in self.rows(name):
+            owner = key if name == "tcp_stats" else key.owner
+            target = moves.get((owner.cgroup_id, owner.ident), False)
+            if target is False:
+                continue
+            if target is not None:
+                into = table.Key.from_buffer_copy(bytes(key))
+                into_owner = into if name == "tcp_stats" else into.owner
+                into_owner.cgroup_id, into_owner.ident = RETIRED_CGROUP, target
+                merged = table.get(into) or table.Leaf()
+                for field, _ in table.Leaf._fields_:
+                    setattr(merged, field, getattr(merged, field) + getattr(value, field))
+                try:
+                    table[into] = merged
+                except Exception:  # full: the counts go with the entry
+                    self.reclaimed[(name, "lost")] += 1
+            table.pop(key, None)
+            self.reclaimed[(name, reason)] += 1
+
+    def _retire_slots(self, moves, reason):
+        owners, table = self._bpf["counter_slot_owners"], self._bpf["tcp_bytes"]
+        rows = self.rows("counter_slot_owners")
+        used = {slot for slot, _ in rows}
+        retired_slot = {o.ident: slot for slot, o in rows if o.cgroup_id == RETIRED_CGROUP}
+        freed = set()
+        for slot, owner in rows:
+            target = moves.get((owner.cgroup_id, owner.ident), False)
+            if target is False:
+                continue
+            per_cpu = table[table.Key(slot)]
+            carried = [(c.sent_bytes, c.received_bytes) for c in per_cpu]
+            table[table.Key(slot)] = table.Leaf()
+            owners.pop(owners.Key(slot), None)
+            used.discard(slot)
+            freed.add(slot)
+            self.reclaimed[("counter_slot_owners", reason)] += 1
+            if target is None or not any(s or r for s, r in carried):
+                continue
+            into = retired_slot.get(target)
+            if into is None:
+                into = self._claim_slot(owners, used, target)
+                if into is None:
+                    self.reclaimed[("counter_slot_owners", "lost")] += 1
+                    continue
+                retired_slot[target] = into
+            sums = table[table.Key(into)]
+            for cpu, (sent, received) in enumerate(carried):
+                sums[cpu].sent_bytes += sent
+                sums[cpu].received_bytes += received
+            table[table.Key(into)] = sums
+        return freed
+
+    def _claim_slot(self, owners, used, ident):
+        """A free counter slot for retired `ident`, inserted as the kernel
+        does (BPF_NOEXIST: a slot the kernel claims meanwhile is not taken)."""
+        from bcc.libbcc import lib  # only a loaded agent gets here
+        leaf = owners.Leaf()
+        leaf.cgroup_id, leaf.ident = RETIRED_CGROUP, ident
+        for slot in range(MAP_SIZES["MAX_COUNTER_SLOTS"] - 1, 0, -1):
+            if slot in used:
+                continue
+            key = owners.Key(slot)
+            if lib.bpf_update_elem(owners.map_fd, ctypes.byref(key), ctypes.byref(leaf),
+                                   BPF_NOEXIST) == 0:
+                used.add(slot)
+                return slot
+        return None
+
+    def drop_retired(self, name):
+        """Delete the retired entries of one owner map (its counts are lost:
+        the service's series restart from zero); returns how many."""
+        if name == "counter_slot_owners":
+            with self._owners_lock:
+                moves = {(RETIRED_CGROUP, o.ident): None for _, o in self.rows(name)
+                         if o.cgroup_id == RETIRED_CGROUP}
+                return len(self._retire_slots(moves, "retired_dropped"))
+        table, n = self._bpf[name], 0
+        with self._owners_lock:
+            for key, _ in self.rows(name):
+                owner = key if name == "tcp_stats" else key.owner
+                if owner.cgroup_id == RETIRED_CGROUP and owner.ident:
+                    table.pop(key, None)
+                    n += 1
+            self.reclaimed[(name, "retired_dropped")] += n
+        return n
+
+    def release_slots(self, tgids, freed):
+        """Clear cached counter slots that point at `freed` slots (or at slot
+        0, "none free", once slots were freed) in the entries of processes
+        `tgids` and of the sockets, so they claim again on their next event."""
+        if not freed:
+            return
+        stale = {slot + 1 for slot in freed} | {1}
+        processes = self._bpf["processes"]
+        for tgid in tgids:
+            key = processes.Key(tgid)
+            try:
+                process = processes[key]
+            except (KeyError, IndexError):
+                continue
+            if process.counter_slot in stale:
+                process.counter_slot = 0
+                processes[key] = process
+        for name in ("tcp_socket_slots", "tcp_sockets"):
+            if not self.has(name):
+                continue
+            table = self._bpf[name]
+            for key, value in self.rows(name):
+                info = value.info if name == "tcp_socket_slots" else value
+                if getattr(info, "counter_slot", 0) in stale:
+                    info.counter_slot = 0
+                    table[key] = value
+
+    def identities_of(self, tgids):
+        """The identities the kernel gave processes `tgids`."""
+        return {i for i in (self.identity_of(t) for t in tgids) if i}
+
+    def referenced_identities(self):
+        """Identities some map still refers to (owners, edges, listeners,
+        connections listed at start)."""
+        idents = set()
+        for counts in self.owners().values():
+            idents.update(ident for _, ident in counts)
+        for name in ("edge_latency", "edge_stats"):
+            if self.has(name):
+                idents.update(key.owner.ident for key, _ in self.rows(name))
+        if self.has("tcp_listeners"):
+            idents.update(owner.ident for _, owner in self.rows("tcp_listeners"))
+        if self.has("tcp_preexisting"):
+            idents.update(edge.owner.ident for _, edge in self.rows("tcp_preexisting"))
+        return idents
+
+    def forget_identities(self, keep):
+        """Delete the names of identities not in `keep`; returns how many."""
+        table, n = self._bpf["ident_names"], 0
+        for ident, _ in self.rows("ident_names"):
+            if ident not in keep:
+                table.pop(table.Key(ident), None)
+                with self._names_lock:
+                    self._retired_names.pop(ident, None)
+                n += 1
+        self.reclaimed[("ident_names", "unreferenced")] += n
+        return n

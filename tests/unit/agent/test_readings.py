@@ -15,6 +15,7 @@ class FakeMaps:
 
     probe_status = {"blockio": True, "tcp_connect": True}
     probe_variants = {"blockio": "tracepoints", "tcp_connect": "tracepoints"}
+    reclaimed = {("tcp_stats", "cgroup_gone"): 3}
 
     def __init__(self, tables):
         self._tables = tables
@@ -83,3 +84,4 @@ def test_counters_bytes_and_health():
     assert health.drops == {"blockio_latency": 4}
     assert health.decode_errors == {"identity": 0, "cgroup": 2}
     assert health.map_entries == {"blockio_latency": (2, 32768)}
+    assert health.reclaimed == {("tcp_stats", "cgroup_gone"): 3}

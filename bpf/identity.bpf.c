@@ -34,15 +34,10 @@ BPF_PERCPU_ARRAY(env_chunks, struct env_chunk, 1);
 
 /* Scan the NUL-separated environment block for OTEL_SERVICE_NAME, one
  * string (or 255-byte piece of a longer one) per step. */
-static __always_inline int environment_service_name(struct ident_name *n)
+static __always_inline int scan_environment(struct ident_name *n, char *chunk)
 {
 	void *task = (void *)bpf_get_current_task(), *mm = 0;
 	unsigned long pos = 0, end = 0;
-	u32 zero = 0;
-	struct env_chunk *buf = env_chunks.lookup(&zero);
-	if (!buf)
-		return 0;
-	char *chunk = buf->bytes;
 	bpf_probe_read_kernel(&mm, sizeof(mm), task + TASK_MM_OFFSET);
 	if (!mm)
 		return 0;
@@ -59,6 +54,19 @@ static __always_inline int environment_service_name(struct ident_name *n)
 		pos += len == ENV_CHUNK ? ENV_CHUNK - 1 : len;
 	}
 	return 0;
+}
+
+/* The environment holds secrets (tokens, passwords): the chunk buffer it
+ * passed through is cleared after the scan. */
+static __always_inline int environment_service_name(struct ident_name *n)
+{
+	u32 zero = 0;
+	struct env_chunk *buf = env_chunks.lookup(&zero);
+	if (!buf)
+		return 0;
+	int found = scan_environment(n, buf->bytes);
+	__builtin_memset(buf->bytes, 0, sizeof(buf->bytes));
+	return found;
 }
 
 #elif defined(HAVE_SYSCALLS_SYS_ENTER_EXECVE)

@@ -160,20 +160,11 @@ static __always_inline int find_trace_context(struct trace_context *ctx, struct 
 	return parse_traceparent(ctx, b + at);
 }
 
-/* A packet with payload (headers in `h`, payload from `off`): the payload's
- * first bytes are read, and out unless they start a request. */
-static __always_inline void trace_skb(struct __sk_buff *skb, const u8 *h, u32 ip_len, u32 off,
-				      int ingress)
+/* A request's first packet, its first REQUEST_MIN bytes in buf: look for
+ * a trace context in the rest of its first SCAN_BYTES. */
+static __always_inline void trace_request(struct __sk_buff *skb, struct scan_buffer *buf,
+					  const u8 *h, u32 ip_len, u32 off, int ingress)
 {
-	if (skb->len < off + REQUEST_MIN)
-		return;
-	u32 zero = 0;
-	struct scan_buffer *buf = trace_scan.lookup(&zero);
-	if (!buf || bpf_skb_load_bytes(skb, off, buf->bytes, REQUEST_MIN) ||
-	    !http_request_start(*(u32 *)buf->bytes))
-		return;
-
-	/* A request: the rest of its first SCAN_BYTES. */
 	u64 len = skb->len - off;
 	if (len > SCAN_BYTES)
 		len = SCAN_BYTES;
@@ -193,9 +184,34 @@ static __always_inline void trace_skb(struct __sk_buff *skb, const u8 *h, u32 ip
 	packet_flow(h, ip_len, ingress, &f);
 	pending_traces.update(&f, &tc);
 	/* Tells exchanges that a lookup in pending_traces may find something. */
+	u32 zero = 0;
 	u64 *seen = pending_seen.lookup(&zero);
 	if (seen)
 		*seen = bpf_ktime_get_ns();
+}
+
+/* A packet with payload (headers in `h`, payload from `off`): the payload's
+ * first bytes are read, and out unless they start a request.  What was read
+ * is cleared before returning: the scratch buffer outlives the packet, and
+ * payload bytes (cookies, tokens) must not sit in a map anyone with
+ * CAP_BPF could dump. */
+static __always_inline void trace_skb(struct __sk_buff *skb, const u8 *h, u32 ip_len, u32 off,
+				      int ingress)
+{
+	if (skb->len < off + REQUEST_MIN)
+		return;
+	u32 zero = 0;
+	struct scan_buffer *buf = trace_scan.lookup(&zero);
+	if (!buf)
+		return;
+	if (bpf_skb_load_bytes(skb, off, buf->bytes, REQUEST_MIN))
+		return;
+	if (http_request_start(*(u32 *)buf->bytes)) {
+		trace_request(skb, buf, h, ip_len, off, ingress);
+		__builtin_memset(buf->bytes, 0, sizeof(buf->bytes));
+	} else {
+		__builtin_memset(buf->bytes, 0, REQUEST_MIN);
+	}
 }
 #endif
 

@@ -2,9 +2,10 @@
 
 The kernel reports cgroup ids; their paths name the container (every
 runtime puts its id in the leaf) and, under the kubelet, the pod's uid.
-The pods of this node, listed from the API server and refreshed by a
-bounded poll, map container ids to namespace, pod, container and owning
-workload.  A workload's name is the service name, as "namespace/workload",
+The pods of this node, listed from the API server (page by page) and then
+kept current by a watch from the list's resourceVersion (relisting when the
+API says it is too old), map container ids to namespace, pod, container and
+owning workload.  A workload's name is the service name, as "namespace/workload",
 unless the container's spec sets OTEL_SERVICE_NAME.
 """
 
@@ -151,6 +152,8 @@ def index_pods(pod_list, owner_of=None):
 API_ERRORS = (OSError, ValueError, http.client.HTTPException)
 PAGE_SIZE = 500
 MAX_PAGES = 100  # 50,000 pods: more than a node holds
+WATCH_SECONDS = 300  # the API ends a watch after this; it is then resumed
+MAX_EVENT_BYTES = 4 << 20  # one watch event (a pod) larger than this is refused
 
 
 class ApiClient:
@@ -185,13 +188,27 @@ class ApiClient:
             self._token_read_at = time.monotonic()
         return self._token
 
-    def get(self, path):
+    def _open(self, path, timeout):
         request = urllib.request.Request(self.base_url + path)
         token = self._bearer()
         if token:
             request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=self.timeout,
-                                    context=self._context) as reply:
+        return urllib.request.urlopen(request, timeout=timeout, context=self._context)
+
+    def stream(self, path, read_timeout):
+        """The lines of a streamed reply (a watch), each at most MAX_EVENT_BYTES;
+        a read waits at most `read_timeout` seconds."""
+        with self._open(path, read_timeout) as reply:
+            while True:
+                line = reply.readline(MAX_EVENT_BYTES + 1)
+                if not line:
+                    return
+                if len(line) > MAX_EVENT_BYTES:
+                    raise ValueError(f"a watch event larger than {MAX_EVENT_BYTES} bytes")
+                yield line
+
+    def get(self, path):
+        with self._open(path, self.timeout) as reply:
             data = reply.read(MAX_REPLY_BYTES + 1)
         if len(data) > MAX_REPLY_BYTES:
             raise ValueError(f"reply to {path} larger than {MAX_REPLY_BYTES} bytes")
@@ -207,17 +224,18 @@ def _read(path):
 
 
 class PodMetadata:
-    """This node's pods, kept fresh by a poll; lookups never block on the API."""
+    """This node's pods, kept fresh by a watch; lookups never block on the API."""
 
     def __init__(self, client, node, interval=30.0, owner_cache_size=4096):
         self._client = client
         self.node = node
-        self.interval = interval
+        self.interval = interval  # pause after a failure
         self._containers, self._pods = {}, {}
+        self._items = {}  # pod uid -> the pod object, as listed and watched
+        self.version = None  # the resourceVersion the pods are at
         self._owners = {}
         self._owner_cache_size = owner_cache_size
         self._lock = threading.Lock()
-        self._wanted = threading.Event()
         self._last_refresh = float("-inf")
         self.failures = 0
 
@@ -237,63 +255,123 @@ class PodMetadata:
             self._owners[key] = found
         return self._owners[key]
 
-    def _pod_list(self):
-        """This node's pods, page by page (PAGE_SIZE each, at most MAX_PAGES)."""
+    def _selector(self):
         selector = urllib.parse.quote(f"spec.nodeName={self.node}") if self.node else ""
-        path = "/api/v1/pods" + (f"?fieldSelector={selector}" if selector else "")
-        items, cont = [], None
+        return f"fieldSelector={selector}&" if selector else ""
+
+    def _pod_list(self):
+        """(This node's pods, the list's resourceVersion), page by page
+        (PAGE_SIZE each, at most MAX_PAGES)."""
+        path = f"/api/v1/pods?{self._selector()}limit={PAGE_SIZE}"
+        items, cont, version = [], None, None
         for _ in range(MAX_PAGES):
-            sep = "&" if "?" in path else "?"
-            page = self._client.get(f"{path}{sep}limit={PAGE_SIZE}" + (
-                f"&continue={urllib.parse.quote(cont)}" if cont else ""))
+            page = self._client.get(path + (f"&continue={urllib.parse.quote(cont)}"
+                                            if cont else ""))
             if not isinstance(page, dict):
                 raise ValueError("the pod list is not an object")
             found = page.get("items")
             if not isinstance(found, list):
                 raise ValueError("the pod list's items are not a list")
             items += found
-            cont = (page.get("metadata") or {}).get("continue") \
-                if isinstance(page.get("metadata"), dict) else None
+            metadata = page.get("metadata") if isinstance(page.get("metadata"), dict) else {}
+            version = version or metadata.get("resourceVersion")
+            cont = metadata.get("continue")
             if not cont or not isinstance(cont, str):
                 break
-        return {"items": items}
+        return items, version if isinstance(version, str) else None
 
     def refresh(self):
+        """List the pods anew; True if it worked.  `version` is then the list's
+        resourceVersion, where a watch can start (None if it carried none)."""
         try:
-            pod_list = self._pod_list()
+            items, self.version = self._pod_list()
         except API_ERRORS as exc:
             self.failures += 1
             log.warning("cannot list this node's pods from %s: %s", self._client.base_url, exc)
             return False
-        containers, pods = index_pods(pod_list, self._owner_of)
+        self._items = {}
+        for pod in items:
+            uid = _uid(pod)
+            if uid is not None:
+                self._items[uid] = pod
+        self._index()
+        return True
+
+    def _index(self):
+        containers, pods = index_pods({"items": list(self._items.values())}, self._owner_of)
         with self._lock:
             self._containers, self._pods = containers, pods
             self._last_refresh = time.monotonic()
         log.debug("pod metadata: %d pods, %d containers", len(pods), len(containers))
-        return True
+
+    def watch(self, version, stop):
+        """Apply this node's pod events from `version` on until the API ends
+        the watch; returns the version to resume from, or None to list anew
+        (the version expired, or the stream made no sense)."""
+        path = (f"/api/v1/pods?{self._selector()}watch=1&allowWatchBookmarks=true"
+                f"&timeoutSeconds={WATCH_SECONDS}&resourceVersion={urllib.parse.quote(version)}")
+        try:
+            for line in self._client.stream(path, WATCH_SECONDS + 30):
+                if stop.is_set():
+                    return version
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+                    raise ValueError("a watch event is not an object")
+                kind, pod = event.get("type"), event["object"]
+                if kind == "ERROR":  # 410 Gone: the version is too old to watch from
+                    log.info("pod watch ended by the API (%s): listing again",
+                             pod.get("code", "no code"))
+                    return None
+                found = (pod.get("metadata") or {}).get("resourceVersion") \
+                    if isinstance(pod.get("metadata"), dict) else None
+                version = found if isinstance(found, str) and found else version
+                uid = _uid(pod)
+                if kind in ("ADDED", "MODIFIED") and uid is not None:
+                    self._items[uid] = pod
+                elif kind == "DELETED" and uid is not None:
+                    self._items.pop(uid, None)
+                else:
+                    continue  # BOOKMARK, or a pod without uid
+                self._index()
+        except API_ERRORS as exc:
+            self.failures += 1
+            log.warning("pod watch on %s failed: %s", self._client.base_url, exc)
+            return None
+        return version
 
     def of_cgroup_path(self, path):
         """ContainerMeta for a cgroup path (a pod's own cgroup gives the pod
-        with no container), or None.  An unknown container asks the poller
-        for an early refresh."""
+        with no container), or None (a container the watch has not told of yet)."""
         pod_uid, container_id = parse_cgroup_path(path)
         if not (pod_uid or container_id):
             return None
         with self._lock:
             meta = self._containers.get(container_id) or self._pods.get(pod_uid)
-        if meta is None or (container_id and container_id not in self._containers):
-            self._wanted.set()
         return meta
 
     def run(self, stop, min_interval=5.0):
-        """Refresh every `interval`, or sooner (not more than once per
-        `min_interval`) when a lookup missed."""
+        """List, then watch and resume the watch, until `stop`; a watch that
+        ends sooner than `min_interval` is resumed no sooner, and a failed
+        list is tried again after `interval`."""
+        version = None
         while not stop.is_set():
-            self._wanted.wait(self.interval)
-            if stop.is_set():
-                return
-            wait = min_interval - (time.monotonic() - self._last_refresh)
+            started = time.monotonic()
+            if version is None:
+                # A failed list, or an API that gives no version (then: poll).
+                if not self.refresh() or self.version is None:
+                    if stop.wait(self.interval):
+                        return
+                    continue
+                version = self.version
+            version = self.watch(version, stop)
+            wait = min_interval - (time.monotonic() - started)
             if wait > 0 and stop.wait(wait):
                 return
-            self._wanted.clear()
-            self.refresh()
+
+
+def _uid(pod):
+    metadata = pod.get("metadata") if isinstance(pod, dict) else None
+    uid = metadata.get("uid") if isinstance(metadata, dict) else None
+    return uid if isinstance(uid, str) and uid else None

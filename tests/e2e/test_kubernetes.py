@@ -46,6 +46,8 @@ def api_server():
 
     def reply(path):
         asked.append(path)
+        if path.startswith("/api/v1/pods") and "watch=1" in path:
+            return b""  # a watch the API ends at once: resumed after a pause
         if path.startswith("/api/v1/pods"):
             return json.dumps(copy.deepcopy(pods)).encode()
         return b'{"kind": "Status", "code": 404}'
@@ -65,6 +67,7 @@ def test_process_in_a_pod_is_named_after_its_workload(pod_cgroup, api_server, tm
     finally:
         code, _ = agent.stop()
     assert asked and "fieldSelector=spec.nodeName%3Dnode-a" in asked[0]
+    assert any("watch=1" in path for path in asked), asked
     assert value(samples, RUNQUEUE, service="shop/checkout", namespace="shop",
                  pod="checkout-7d4b9c5f6-x2x9z", container="app") >= 100, \
         sorted({dict(ls).get("service") for (n, ls) in samples if n == RUNQUEUE})

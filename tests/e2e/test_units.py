@@ -2,18 +2,24 @@
 capability set is exactly what it needs (the agent runs with it here)."""
 
 import configparser
+import importlib.machinery
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
 from taskscope import config
 
-from tests.e2e.agent_process import REPO, free_port
-from tests.e2e.workloads import sh
+from taskscope.agent.host.cgroups import find_cgroup2_mount
+
+from tests.e2e.agent_process import REPO, Agent, free_port
+from tests.e2e.workloads import loopback_exchanges, sh
 
 UNITS = os.path.join(REPO, "systemd")
 
@@ -122,3 +128,74 @@ def test_shipped_configs_are_accepted(tmp_path):
         collector.wait(timeout=10)
     config.apply(config.AgentConfig(), config.load_file(os.path.join(UNITS, "agent.yaml")),
                  "agent.yaml")
+
+
+def load_generator():
+    spec = importlib.util.spec_from_loader(
+        "seccomp_generate", importlib.machinery.SourceFileLoader(
+            "seccomp_generate", os.path.join(REPO, "deploy", "kubernetes", "seccomp", "generate")))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def syscall_names():
+    names = {}
+    with open("/usr/include/x86_64-linux-gnu/asm/unistd_64.h") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("__NR_"):
+                names[int(parts[2])] = parts[1][5:]
+    return names
+
+
+SYSCALL_TRACER = """
+BPF_HASH(seen, u64, u64, 1024);
+RAW_TRACEPOINT_PROBE(sys_enter) {
+    if (bpf_get_current_cgroup_id() != CGROUP_ID)
+        return 0;
+    u64 nr = ctx->args[1];
+    seen.increment(nr);
+    return 0;
+}
+"""
+
+
+def test_the_seccomp_profile_is_the_units_filter_and_holds_every_call_the_agent_makes(tmp_path):
+    generator = load_generator()
+    shipped = json.load(open(os.path.join(REPO, "deploy", "kubernetes", "seccomp",
+                                          "taskscope-agent.json")))
+    assert shipped == generator.profile(), "run deploy/kubernetes/seccomp/generate"
+    allowed = set(shipped["syscalls"][0]["names"])
+    unit_allowed = generator.expand(generator.unit_filter(), generator.syscall_groups())
+
+    from bcc import BPF  # python3-bpfcc, as the agent
+    cgroup = os.path.join(find_cgroup2_mount(), f"taskscope-syscalls-{os.getpid()}")
+    os.mkdir(cgroup)
+    tracer = BPF(text=SYSCALL_TRACER.encode(), cflags=[f"-DCGROUP_ID={os.stat(cgroup).st_ino}ULL"])
+    agent = None
+    try:
+        agent = Agent(log_path=tmp_path / "agent.log",
+                      program=("sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$0" "$@"',
+                               sys.executable, "-m", "taskscope"))
+        loopback_exchanges(4, 20)
+        time.sleep(2)
+        for path in ("/metrics", "/api/graph", "/api/graph.svg", "/api/graph/sides",
+                     "/api/traces", "/healthz", "/nonexistent"):
+            try:
+                agent.get(path)
+            except urllib.error.HTTPError:
+                pass
+        code, _ = agent.stop()
+        assert code == 0, agent.log()
+        names = syscall_names()
+        used = {names.get(nr.value, f"#{nr.value}") for nr in tracer[b"seen"].keys()}
+    finally:
+        if agent:
+            agent.kill()
+        tracer.cleanup()
+        time.sleep(0.5)
+        os.rmdir(cgroup)
+    assert {"bpf", "perf_event_open"} <= used, sorted(used)  # the tracer saw the agent load
+    assert used <= allowed, sorted(used - allowed)
+    assert used - {"setns"} <= unit_allowed, sorted(used - unit_allowed)

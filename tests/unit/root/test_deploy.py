@@ -23,6 +23,8 @@ CRDS = {"ServiceMonitor"}
 def manifests():
     docs = []
     for name in sorted(os.listdir(K8S)):
+        if not name.endswith(".yaml"):
+            continue
         with open(os.path.join(K8S, name)) as f:
             docs += [(name, d) for d in yaml.safe_load_all(f) if d]
     return docs
@@ -42,7 +44,24 @@ def test_manifest_validates_against_the_kubernetes_schema(name, doc):
 
 def test_kustomization_lists_every_manifest():
     listed = set(find("Kustomization")["resources"])
-    assert listed == set(os.listdir(K8S)) - {"kustomization.yaml"}
+    assert listed == {n for n in os.listdir(K8S) if n.endswith(".yaml")} - {"kustomization.yaml"}
+
+
+def test_the_agent_runs_under_its_own_seccomp_profile_installed_before_it():
+    spec = find("DaemonSet")["spec"]["template"]["spec"]
+    profile = spec["containers"][0]["securityContext"]["seccompProfile"]
+    assert profile == {"type": "Localhost", "localhostProfile": "taskscope/agent.json"}
+    init = spec["initContainers"][0]
+    assert "/host/seccomp/taskscope/agent.json" in " ".join(init["command"])
+    assert init["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    assert volumes["kubelet-seccomp"]["hostPath"]["path"] == "/var/lib/kubelet/seccomp"
+    assert mounts["kubelet-seccomp"] == "/host/seccomp"
+    generated = find("Kustomization")["configMapGenerator"][0]
+    assert volumes["seccomp-profile"]["configMap"]["name"] == generated["name"]
+    assert generated["files"] == ["seccomp/taskscope-agent.json"]
+    assert os.path.exists(os.path.join(K8S, "seccomp", "taskscope-agent.json"))
 
 
 def test_service_monitor_selects_the_agents_metrics_port():

@@ -184,3 +184,100 @@ def test_http_errors_of_the_api_are_failures_not_crashes():
 
     meta = PodMetadata(Broken(), "node-a")
     assert not meta.refresh() and meta.failures == 1
+
+
+class WatchApi(RecordedApi):
+    """The recorded pod list at resourceVersion 10, then scripted watch lines."""
+
+    def __init__(self, replies, lines):
+        super().__init__(replies)
+        self.lines, self.streamed = lines, []
+
+    def get(self, path):
+        reply = super().get(path)
+        if path.startswith("/api/v1/pods"):
+            reply = dict(reply, metadata={"resourceVersion": "10"})
+        return reply
+
+    def stream(self, path, read_timeout):
+        self.streamed.append(path)
+        yield from self.lines
+
+
+def pod_event(kind, pod, version):
+    pod = json.loads(json.dumps(pod))
+    pod["metadata"]["resourceVersion"] = version
+    return (json.dumps({"type": kind, "object": pod}) + "\n").encode()
+
+
+class Stop:
+    def is_set(self):
+        return False
+
+
+def test_the_watch_adds_changes_and_deletes_pods_from_the_lists_version():
+    first = RECORDED["pods"]["items"][0]
+    uid = first["metadata"]["uid"]
+    added = json.loads(json.dumps(first))
+    added["metadata"].update(uid="11111111-2222-3333-4444-555555555555", name="checkout-new")
+    fresh = "9" * 64
+    added["status"]["containerStatuses"] = [{"name": "app", "containerID": "containerd://" + fresh}]
+    lines = [pod_event("ADDED", added, "11"), b"\n", pod_event("DELETED", first, "12"),
+             (json.dumps({"type": "BOOKMARK", "object": {"metadata": {
+                 "resourceVersion": "15"}}}) + "\n").encode()]
+    api = WatchApi(RECORDED, lines)
+    pods = PodMetadata(api, "node-a")
+    assert pods.refresh() and pods.version == "10"
+    assert pods.of_cgroup_path(f"/kubepods/pod{uid}") is not None
+    assert pods.watch(pods.version, Stop()) == "15"
+    assert "watch=1" in api.streamed[0] and "resourceVersion=10" in api.streamed[0]
+    assert "fieldSelector=spec.nodeName%3Dnode-a" in api.streamed[0]
+    new_uid = added["metadata"]["uid"]
+    assert pods.of_cgroup_path(f"/kubepods/pod{new_uid}/{fresh}").pod == "checkout-new"
+    assert pods.of_cgroup_path(f"/kubepods/pod{uid}") is None
+
+
+@pytest.mark.parametrize("line", [
+    b'{"type": "ERROR", "object": {"kind": "Status", "code": 410}}\n',  # version too old
+    b"not json\n", b"[1, 2]\n", b'{"type": "ADDED", "object": 3}\n'])
+def test_an_expired_or_garbled_watch_lists_again(line):
+    api = WatchApi(RECORDED, [line])
+    pods = PodMetadata(api, "node-a")
+    assert pods.refresh()
+    before = dict(pods._containers)
+    assert pods.watch(pods.version, Stop()) is None
+    assert pods._containers == before
+
+
+def verb_of(path):
+    """(api group, resource, verb) a request path needs."""
+    path, _, query = path.partition("?")
+    parts = path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[0] == "namespaces":
+        rest = rest[2:]
+    if len(rest) == 2:
+        return group, rest[0], "get"
+    return group, rest[0], "watch" if "watch=1" in query else "list"
+
+
+def test_rbac_grants_exactly_the_verbs_the_agent_uses():
+    import yaml  # PyYAML: a dependency of the agent (its config)
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "deploy",
+                           "kubernetes", "rbac.yaml")) as f:
+        role = next(d for d in yaml.safe_load_all(f) if d["kind"] == "ClusterRole")
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    # A bare ReplicaSet's pod (no pod-template-hash to name a Deployment by)
+    # makes the agent ask for its owner, as a Job's pod does.
+    bare = json.loads(json.dumps(RECORDED["pods"]["items"][0]))
+    bare["metadata"].update(uid="66666666-2222-3333-4444-555555555555", labels={},
+                            ownerReferences=[{"kind": "ReplicaSet", "name": "bare-rs",
+                                              "controller": True}])
+    api = WatchApi(RECORDED, [pod_event("ADDED", bare, "11")])
+    pods = PodMetadata(api, "node-a")
+    assert pods.refresh()
+    pods.watch(pods.version, Stop())
+    used = {verb_of(p) for p in api.paths + api.streamed}
+    assert used == granted, (sorted(used), sorted(granted))

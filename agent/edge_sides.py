@@ -2,19 +2,18 @@
 records over a time window, and the table of local listeners that names
 a client's peer.  Building the graph from them is topology's job."""
 
-import collections
 import ctypes
 import ipaddress
 import logging
 import threading
 import time
-from dataclasses import replace
 
 from taskscope.agent.host import identity, sockets
 from taskscope.agent.host.cgroups import cgroup_id
 from taskscope.agent.host.conntrack import Conntrack
 from taskscope.agent.kernel_abi import FOLDED_CONNECTIONS, Role, ident_hash
-from taskscope.records.edges import CLIENT, SERVER, EdgeSide, since, v4_mapped
+from taskscope.records.edges import (CLIENT, SERVER, EdgeSide, add_packed, pack_counters, since,
+                                     v4_mapped)
 from taskscope.records.histogram import Log2Histogram
 
 log = logging.getLogger(__name__)
@@ -23,6 +22,11 @@ ROLES = {Role.CLIENT: CLIENT, Role.SERVER: SERVER}
 # A reading that finds connections to virtual IPs it cannot name reads
 # conntrack again, at most this often (seconds).
 NAT_REFRESH_MIN = 1.0
+# Readings are kept every `interval` for the last FINE_SPAN seconds and one
+# per COARSE_STEP seconds beyond: a window longer than FINE_SPAN starts at
+# most COARSE_STEP earlier than asked, and 15 minutes take 26 readings, not 92.
+FINE_SPAN = 120.0
+COARSE_STEP = 60.0
 
 
 class EdgeSideRecorder:
@@ -30,7 +34,9 @@ class EdgeSideRecorder:
 
     The kernel maps are cumulative; a window is the difference between now
     and a reading taken `window` seconds ago.  Readings are kept every
-    `interval` seconds for `max_window` seconds, so memory stays bounded.
+    `interval` seconds for `max_window` seconds, so memory stays bounded;
+    each keeps only a side's packed counters (records.edges.pack_counters,
+    under a key object shared by every reading).
     The listener table is rescanned at most every `endpoint_ttl` seconds.
     """
 
@@ -47,13 +53,14 @@ class EdgeSideRecorder:
         self._virtual_ips_refused = 0
         self.max_window = max_window
         self._interval = interval
-        self._readings = collections.deque(maxlen=int(max_window / interval) + 2)
+        self._readings = []  # [(monotonic time, {key: packed counters})], oldest first
         self._lock = threading.Lock()
         self._started = time.monotonic()  # the kernel maps count from here
         # Edge sides idle this long are deleted from the kernel maps, which
         # would otherwise fill with every connection pair ever seen.
         self._expiry = expiry
-        self._last_active = {}  # side key -> (its reading, when it last changed)
+        self._last_active = {}  # side key -> (its packed counters, when they last changed)
+        self._keys = {}  # side key -> the one key object the readings share
         # The addresses this agent speaks for (None: all): on a real node its
         # own and its pods'; the collector joins what other agents own.
         self._addresses = addresses
@@ -63,9 +70,12 @@ class EdgeSideRecorder:
         self._refresh_nat(every_namespace=True)  # catch NAT entries while they last
         self._fold_closed_connections()
         now, sides = time.monotonic(), self.sides()
+        reading = {self._keys.setdefault(side.key, side.key): pack_counters(side)
+                   for side in sides}
         with self._lock:
-            self._readings.append((now, sides))
-        self._expire(now, sides)
+            self._readings = _thin(self._readings + [(now, reading)], now,
+                                   self.max_window + COARSE_STEP)
+        self._expire(now, reading)
 
     def _refresh_nat(self, every_namespace=False):
         self._nat_at = time.monotonic()
@@ -121,23 +131,25 @@ class EdgeSideRecorder:
         self._maps.fold_edges(folds)
         renamed = {old: bytes(new) for old, new in folds.items()}
         with self._lock:
-            for i, (t, sides) in enumerate(self._readings):
-                self._readings[i] = (t, _fold_reading(sides, renamed))
+            for i, (t, reading) in enumerate(self._readings):
+                self._readings[i] = (t, _fold_reading(reading, renamed))
             for old in renamed:
                 self._last_active.pop(old, None)
+                self._keys.pop(old, None)
 
-    def _expire(self, now, sides):
+    def _expire(self, now, reading):
         seen = {}
-        for side in sides:
-            previous = self._last_active.get(side.key)
-            changed = previous is None or side.minus(previous[0]).active
-            seen[side.key] = (side, now if changed else previous[1])
+        for key, packed in reading.items():
+            previous = self._last_active.get(key)
+            changed = previous is None or packed != previous[0]  # cumulative: equal is idle
+            seen[key] = (packed, now if changed else previous[1])
         self._last_active = seen
         idle = [key for key, (_, since_) in seen.items() if now - since_ > self._expiry]
         if idle:
             self._maps.forget_edges(idle)
             for key in idle:
                 del self._last_active[key]
+                self._keys.pop(key, None)
             log.info("forgot %d edge sides idle for %.0f s", len(idle), self._expiry)
 
     def run(self, stop):
@@ -213,25 +225,33 @@ class EdgeSideRecorder:
             if older:
                 earlier = older[-1]
             elif cutoff <= self._started or not self._readings:
-                earlier = []  # the window reaches back past the agent's start
+                earlier = {}  # the window reaches back past the agent's start
             else:
                 earlier = self._readings[0][1]  # the oldest reading still kept
         return since(sides, earlier)
 
 
-def _fold_reading(sides, renamed):
-    """A reading with the sides whose keys `renamed` maps folded into one
-    side per new key (added to a side already there)."""
-    out, folded = [], {}
-    for side in sides:
-        new = renamed.get(side.key)
-        if new is None:
-            out.append(side)
-        else:
-            moved = replace(side, key=new)
-            folded[new] = folded[new].plus(moved) if new in folded else moved
-    for side in out:
-        if side.key in folded:
-            folded[side.key] = side.plus(folded[side.key])
-    kept = [s for s in out if s.key not in folded]
-    return kept + list(folded.values())
+def _thin(readings, now, keep_for):
+    """Readings (oldest first) younger than `keep_for` seconds: all of the
+    last FINE_SPAN seconds, the first of each COARSE_STEP before that."""
+    kept, bucket = [], None
+    for t, reading in readings:
+        age = now - t
+        if age > keep_for:
+            continue
+        if age > FINE_SPAN:
+            if int(t // COARSE_STEP) == bucket:
+                continue
+            bucket = int(t // COARSE_STEP)
+        kept.append((t, reading))
+    return kept
+
+
+def _fold_reading(reading, renamed):
+    """A stored reading with the sides whose keys `renamed` maps folded into
+    one side per new key (added to a side already there)."""
+    out = {}
+    for key, packed in reading.items():
+        new = renamed.get(key, key)
+        out[new] = add_packed(out[new], packed) if new in out else packed
+    return out

@@ -1,6 +1,6 @@
 import ipaddress
 
-from taskscope.records.edges import CLIENT, SERVER, EdgeSide, since
+from taskscope.records.edges import CLIENT, SERVER, EdgeSide, pack_reading, since
 from taskscope.records.histogram import Log2Histogram
 from taskscope.topology.graph import build_graph
 from taskscope.topology.graph_json import to_json
@@ -62,9 +62,9 @@ def test_a_window_keeps_only_what_happened_in_it():
     after = shop_sides()
     after[0].latency.add(24, 10, 10 * 20_000_000)       # 10 more gateway requests
     after[0].sent_bytes += 40
-    window = since(after, before)
+    window = since(after, pack_reading(before))
     assert [(s.service, s.latency.count, s.sent_bytes) for s in window] == [("gateway", 10, 40)]
-    assert since(after, []) == after
+    assert since(after, {}) == after
 
 
 def test_failed_is_failed_connects_plus_failed_requests_of_the_client_side():
@@ -92,7 +92,7 @@ def test_a_window_subtracts_failed_requests_too():
                   failed_requests=3)
     after = side("gateway", CLIENT, "10.0.0.1", "10.0.0.2", 8080, hist(24, 30, 1), b"1",
                  failed_requests=7)
-    (delta,) = since([after], [before])
+    (delta,) = since([after], pack_reading([before]))
     assert (delta.latency.count, delta.failed_requests) == (20, 4)
 
 

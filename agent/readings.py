@@ -6,6 +6,7 @@ series without knowing anything of BPF.
 """
 
 from taskscope.agent.host.devices import device_name
+from taskscope.agent.kernel.maps import RETIRED_CGROUP
 from taskscope.agent.kernel_abi import BlockOp, BlockStage
 from taskscope.records.histogram import Log2Histogram
 from taskscope.records.metrics import CounterRow, HistogramRow, NodeHealth, Owner
@@ -48,6 +49,8 @@ class NodeReadings:
         if not self._with_pods:
             return Owner(service)
         pod = self._resolver.pod_labels(kernel_owner.cgroup_id)
+        if not pod and kernel_owner.cgroup_id == RETIRED_CGROUP:
+            pod = self._maps.retired_labels(kernel_owner.ident) or {}
         return Owner(service, tuple(sorted(pod.items())))
 
     def histograms(self, map_name):

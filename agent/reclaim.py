@@ -9,12 +9,16 @@ What: every `interval`, entries of owners that are gone move onto a retired
 owner of the same service (cgroup 0, never written by the kernel), so the
 service's counters and histograms stay monotonic while the dead owners'
 entries are freed:
-- an owner whose cgroup no longer exists is gone (always);
-- when a map is above HIGH_WATER full, so is an owner whose cgroup lives but
-  whose identity no live process holds (a job that ran and ended);
+- an owner whose cgroup no longer exists is gone;
+- so is an owner whose cgroup lives on but whose identity no live process
+  holds (a job that ran and ended; the next run adds to the same service);
+- a retired entry nothing was folded into for `retired_expiry` seconds (the
+  graph's expiry, an hour by default) is dropped: its service is gone, and
+  so are its series;
 - when a map is still above HIGH_WATER after that, its retired entries are
   dropped (those services' series restart from zero), and
-- ident_names above HIGH_WATER loses the names no map refers to.
+- ident_names above HIGH_WATER loses the names no map refers to, then (if
+  still above) every retired entry and its name.
 Counter slots freed are reused: the processes and sockets that cached them
 (or cached "none free") claim again on their next event.
 
@@ -24,6 +28,7 @@ not reused), where a walk first could miss a cgroup created in between.
 """
 
 import logging
+import time
 
 from taskscope.agent.host import procfs
 from taskscope.agent.kernel.maps import RETIRED_CGROUP
@@ -37,12 +42,16 @@ ALWAYS_LIVE = {1}  # the root cgroup
 
 
 class OwnerReclaim:
-    def __init__(self, maps, resolver, cgroups, interval=30.0, proc="/proc"):
+    def __init__(self, maps, resolver, cgroups, interval=30.0, proc="/proc",
+                 retired_expiry=3600.0, clock=time.monotonic):
         self._maps = maps
         self._resolver = resolver
         self._cgroups = cgroups  # host.cgroups.CgroupPaths
         self.interval = interval
         self._proc = proc
+        self._retired_expiry = retired_expiry
+        self._clock = clock
+        self._retired_at = {}  # retired identity -> when something was last folded into it
         self._warned_namespace = False
 
     def run(self, stop):
@@ -66,45 +75,61 @@ class OwnerReclaim:
         else:
             live_cgroups |= ALWAYS_LIVE
             gone.update((o, "cgroup_gone") for o in seen if o[0] not in live_cgroups)
-        pressed = [name for name in owners if self._maps.fill(name) >= HIGH_WATER]
-        tgids = None
-        if pressed:
-            tgids = procfs.pids(self._proc)
-            live_idents = self._maps.identities_of(tgids)
-            for name in pressed:
-                gone.update((o, "identity_gone") for o in owners[name]
-                            if o not in gone and o[0] != RETIRED_CGROUP
-                            and o[1] not in live_idents)
+        tgids = procfs.pids(self._proc)
+        live_idents = self._maps.identities_of(tgids)
+        gone.update((o, "identity_gone") for o in seen
+                    if o not in gone and o[1] not in live_idents)
         result = {}
         freed = set()
+        now = self._clock()
         for reason in ("cgroup_gone", "identity_gone"):
             moves = {o: self._retired_identity(o) for o, r in gone.items() if r == reason}
             freed |= self._maps.retire(moves, reason)
+            self._retired_at.update((ident, now) for ident in moves.values() if ident)
             if moves:
                 result[reason] = len(moves)
-        if freed:
-            self._maps.release_slots(tgids if tgids is not None else procfs.pids(self._proc),
-                                     freed)
-        after = self._maps.owners()
-        for name in after:
+        expired = {i for i, at in self._retired_at.items() if now - at > self._retired_expiry}
+        if expired:
+            for name in owners:
+                self._maps.drop_retired(name, expired, "retired_expired")
+            for ident in expired:
+                del self._retired_at[ident]
+            result["retired_expired"] = len(expired)
+        for name in self._maps.owners():
             if self._maps.fill(name) >= HIGH_WATER:
-                dropped = self._maps.drop_retired(name)
-                if dropped:
-                    log.warning("%s stays %.0f%% full after reclaim: dropped %d retired "
-                                "entries (those services' series restart from zero)",
-                                name, 100 * self._maps.fill(name), dropped)
-        if self._maps.has("ident_names"):
-            self._maps.rows("ident_names")  # its fill, as of now
-            if self._maps.fill("ident_names") >= HIGH_WATER:
-                keep = self._maps.referenced_identities()
-                keep |= self._maps.identities_of(procfs.pids(self._proc))
-                self._maps.forget_identities(keep)
+                self._drop_all_retired([name], f"{name} stays {100 * self._maps.fill(name):.0f}%"
+                                       " full after reclaim")
+        if self._maps.has("ident_names") and self._names_fill() >= HIGH_WATER:
+            self._forget_names()
+            if self._names_fill() >= HIGH_WATER:
+                self._drop_all_retired(list(owners), "ident_names stays full")
+                self._forget_names()
+        if freed:
+            self._maps.release_slots(tgids, freed)
         if result:
-            log.info("reclaimed the entries of %s", ", ".join(
-                f"{n} owners ({reason.replace('_', ' ')})" for reason, n in result.items()))
+            log.info("reclaim: %s", ", ".join(
+                f"{n} {reason.replace('_', ' ')}" for reason, n in result.items()))
         return result
+
+    def _names_fill(self):
+        self._maps.rows("ident_names")  # its fill, as of now
+        return self._maps.fill("ident_names")
+
+    def _forget_names(self):
+        keep = self._maps.referenced_identities()
+        keep |= self._maps.identities_of(procfs.pids(self._proc))
+        self._maps.forget_identities(keep)
+
+    def _drop_all_retired(self, names, why):
+        dropped = sum(self._maps.drop_retired(name) for name in names)
+        if len(names) > 1:
+            self._retired_at.clear()  # no retired entry is left anywhere
+        if dropped:
+            log.warning("%s: dropped %d retired entries (those services' series restart "
+                        "from zero)", why, dropped)
 
     def _retired_identity(self, owner):
         """The retired identity of an owner's service, or None when
         ident_names is full: its counts are then dropped."""
-        return self._maps.retired_identity(self._resolver.resolve(*owner))
+        labels = tuple(sorted(self._resolver.pod_labels(owner[0]).items()))
+        return self._maps.retired_identity(self._resolver.resolve(*owner), labels)

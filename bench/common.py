@@ -94,11 +94,12 @@ def rotated(sides, round_index):
 
 
 class RunningAgent:
-    def __init__(self, port, extra_args=()):
+    def __init__(self, port, extra_args=(), log_path=None):
         self.url = f"http://127.0.0.1:{port}"
         started = time.monotonic()
+        out = open(log_path, "w") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([AGENT, "agent", "--listen", f"127.0.0.1:{port}", *extra_args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=out, stderr=subprocess.STDOUT)
         while True:
             if self.proc.poll() is not None:
                 sys.exit(f"the agent exited with {self.proc.returncode}")

@@ -116,7 +116,8 @@ def run(cfg):
     cgroups = CgroupPaths(cgroup_root)
     resolver = ServiceResolver(maps.ident_name, cgroups, pods)
     workers.start("reclaim", OwnerReclaim(
-        maps, resolver, cgroups, config.parse_duration(cfg.reclaim_interval)).run)
+        maps, resolver, cgroups, config.parse_duration(cfg.reclaim_interval),
+        retired_expiry=config.parse_duration(cfg.graph_expiry)).run)
     tracing = None
     if maps.has("segments"):
         tracing = Tracing(bpf, resolver, cfg.trace_store_size, spans)

@@ -11,6 +11,7 @@ graph or re-reading every map.
 """
 
 import concurrent.futures
+import ctypes
 import http.server
 import logging
 import signal
@@ -27,6 +28,17 @@ log = logging.getLogger(__name__)
 
 # A GET's request line and headers together; nothing legitimate is larger.
 REQUEST_BYTES = 16 << 10
+# After a reply this large, freed heap is handed back to the OS: a scrape of
+# tens of thousands of series allocates tens of MB that glibc would
+# otherwise keep, and the agent's RSS would stay at its largest scrape's.
+TRIM_AFTER_BYTES = 1 << 20
+
+
+def _release_heap():
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class SingleFlight:
@@ -114,6 +126,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._reply(500, b"scrape failed; see the agent's log\n", "text/plain")
                 return
             self._reply(200, body, content_type)
+            if len(body) >= TRIM_AFTER_BYTES:
+                del body
+                _release_heap()
         elif path in ("/healthz", "/livez") and path not in self.server.routes:
             self._reply(200, b"ok\n", "text/plain")  # (the collector's: no threads, no probes)
         elif route := self.server.route_of(path):

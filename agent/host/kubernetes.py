@@ -153,6 +153,10 @@ API_ERRORS = (OSError, ValueError, http.client.HTTPException)
 PAGE_SIZE = 500
 MAX_PAGES = 100  # 50,000 pods: more than a node holds
 WATCH_SECONDS = 300  # the API ends a watch after this; it is then resumed
+# A deleted pod stays known this long (at most MAX_DELETED of them): its
+# processes' last samples are named, and folded (agent/reclaim.py), after it.
+DELETED_GRACE = 600.0
+MAX_DELETED = 4096
 MAX_EVENT_BYTES = 4 << 20  # one watch event (a pod) larger than this is refused
 
 
@@ -232,6 +236,7 @@ class PodMetadata:
         self.interval = interval  # pause after a failure
         self._containers, self._pods = {}, {}
         self._items = {}  # pod uid -> the pod object, as listed and watched
+        self._deleted = {}  # pod uid -> (when it was deleted, the pod object), oldest first
         self.version = None  # the resourceVersion the pods are at
         self._owners = {}
         self._owner_cache_size = owner_cache_size
@@ -289,16 +294,33 @@ class PodMetadata:
             self.failures += 1
             log.warning("cannot list this node's pods from %s: %s", self._client.base_url, exc)
             return False
-        self._items = {}
+        listed = {}
         for pod in items:
             uid = _uid(pod)
             if uid is not None:
-                self._items[uid] = pod
+                listed[uid] = pod
+        for uid in self._items.keys() - listed.keys():
+            self._forget(uid)
+        self._items = listed
         self._index()
         return True
 
+    def _forget(self, uid):
+        pod = self._items.pop(uid, None)
+        if pod is not None:
+            self._deleted.pop(uid, None)
+            self._deleted[uid] = (time.monotonic(), pod)
+
     def _index(self):
-        containers, pods = index_pods({"items": list(self._items.values())}, self._owner_of)
+        now = time.monotonic()
+        while self._deleted:
+            uid, (at, _) = next(iter(self._deleted.items()))
+            if now - at <= DELETED_GRACE and len(self._deleted) <= MAX_DELETED:
+                break
+            del self._deleted[uid]
+        # Live pods after deleted ones: a container id reused wins as live.
+        pods = [pod for _, pod in self._deleted.values()] + list(self._items.values())
+        containers, pods = index_pods({"items": pods}, self._owner_of)
         with self._lock:
             self._containers, self._pods = containers, pods
             self._last_refresh = time.monotonic()
@@ -331,7 +353,7 @@ class PodMetadata:
                 if kind in ("ADDED", "MODIFIED") and uid is not None:
                     self._items[uid] = pod
                 elif kind == "DELETED" and uid is not None:
-                    self._items.pop(uid, None)
+                    self._forget(uid)
                 else:
                     continue  # BOOKMARK, or a pod without uid
                 self._index()

@@ -66,7 +66,7 @@ class KernelMaps:
         # each other: a scrape never sees an entry both moved and not.
         self._owners_lock = threading.RLock()
         self.reclaimed = collections.Counter()  # (map, reason) -> entries reclaimed
-        self._retired_names = {}  # retired identity -> its service's full name
+        self._retired_names = {}  # retired identity -> (its service's full name, pod labels)
 
     def has(self, map_name):
         try:
@@ -263,7 +263,7 @@ class KernelMaps:
         """(kind, name) of an identity, or None; identities never change, so cached."""
         with self._names_lock:
             if ident in self._retired_names:
-                return (IdentKind.OTEL, self._retired_names[ident])
+                return (IdentKind.OTEL, self._retired_names[ident][0])
             if ident in self._names:
                 return self._names[ident]
         table = self._bpf["ident_names"]
@@ -367,14 +367,16 @@ class KernelMaps:
         """Entries at the last read / capacity of an exported map."""
         return self._sizes.get(map_name, 0) / MAP_SIZES[EXPORTED_MAPS[map_name]]
 
-    def retired_identity(self, service):
-        """The identity of `service`'s retired owner, its name registered; or
-        None when ident_names is full.  Hashed over the whole name (the
-        kernel's identities see only SERVICE_NAME_LEN bytes), whose full text
-        is kept here: the name a retired series shows is the live one's."""
+    def retired_identity(self, service, labels=()):
+        """The identity of the retired owner of `service` with pod `labels`
+        ((name, value) pairs), its name registered; or None when ident_names
+        is full.  Hashed over the whole name and labels (the kernel's
+        identities see only SERVICE_NAME_LEN bytes), whose full text is kept
+        here: a retired series shows the live one's name and labels."""
         encoded = service.encode("utf-8", "surrogateescape")
         ident = FNV_OFFSET
-        for byte in b"retired\0" + encoded:
+        text = "\0".join(["retired", service, *(f"{k}={v}" for k, v in labels)])
+        for byte in text.encode("utf-8", "surrogateescape"):
             ident = ((ident ^ byte) * FNV_PRIME) & MASK64
         table = self._bpf["ident_names"]
         leaf = table.Leaf()
@@ -385,8 +387,14 @@ class KernelMaps:
         except Exception:  # BCC raises plain Exception when the map is full
             return None
         with self._names_lock:
-            self._retired_names[ident] = service
+            self._retired_names[ident] = (service, tuple(labels))
         return ident
+
+    def retired_labels(self, ident):
+        """The pod labels of a retired owner, or None if it is not one."""
+        with self._names_lock:
+            entry = self._retired_names.get(ident)
+        return dict(entry[1]) if entry else None
 
     def retire(self, moves, reason):
         """Move the entries of owners `moves` {(cgroup, identity): retired
@@ -473,22 +481,25 @@ class KernelMaps:
                 return slot
         return None
 
-    def drop_retired(self, name):
-        """Delete the retired entries of one owner map (its counts are lost:
-        the service's series restart from zero); returns how many."""
+    def drop_retired(self, name, idents=None, reason="retired_dropped"):
+        """Delete the retired entries of one owner map, of `idents` only or
+        all (their counts are lost: those services' series restart from
+        zero); returns how many."""
+        def chosen(owner):
+            return owner.cgroup_id == RETIRED_CGROUP and owner.ident and (
+                idents is None or owner.ident in idents)
         if name == "counter_slot_owners":
             with self._owners_lock:
                 moves = {(RETIRED_CGROUP, o.ident): None for _, o in self.rows(name)
-                         if o.cgroup_id == RETIRED_CGROUP}
-                return len(self._retire_slots(moves, "retired_dropped"))
+                         if chosen(o)}
+                return len(self._retire_slots(moves, reason))
         table, n = self._bpf[name], 0
         with self._owners_lock:
             for key, _ in self.rows(name):
-                owner = key if name == "tcp_stats" else key.owner
-                if owner.cgroup_id == RETIRED_CGROUP and owner.ident:
+                if chosen(key if name == "tcp_stats" else key.owner):
                     table.pop(key, None)
                     n += 1
-            self.reclaimed[(name, "retired_dropped")] += n
+            self.reclaimed[(name, reason)] += n
         return n
 
     def release_slots(self, tgids, freed):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskscope.agent.host.kubernetes import (ApiClient, PodMetadata, index_pods,
+from taskscope.agent.host.kubernetes import (DELETED_GRACE, ApiClient, PodMetadata, index_pods,
                                              parse_cgroup_path)
 from tests.fake_http import serving
 
@@ -234,6 +234,10 @@ def test_the_watch_adds_changes_and_deletes_pods_from_the_lists_version():
     assert "fieldSelector=spec.nodeName%3Dnode-a" in api.streamed[0]
     new_uid = added["metadata"]["uid"]
     assert pods.of_cgroup_path(f"/kubepods/pod{new_uid}/{fresh}").pod == "checkout-new"
+    # A deleted pod stays known for DELETED_GRACE: its last samples keep its labels.
+    assert pods.of_cgroup_path(f"/kubepods/pod{uid}") is not None
+    pods._deleted[uid] = (pods._deleted[uid][0] - DELETED_GRACE - 1, pods._deleted[uid][1])
+    pods._index()
     assert pods.of_cgroup_path(f"/kubepods/pod{uid}") is None
 
 

@@ -103,9 +103,30 @@ RTT_SAMPLE_EVERY = 8
 # gives up on the larger reader (6.1: E2BIG at 512, accepted at 256).
 SCAN_BYTES = 512
 SCAN_BYTES_SMALL = 256
-# Finished trace segments: ring buffer size (pages) and a per-CPU rate cap.
+# Finished trace segments streamed to the OTLP exporter: ring buffer size
+# (pages) and a per-CPU rate cap.
 SEGMENT_RING_PAGES = 64
 SEGMENT_EVENTS_PER_SEC = 2000
+# The latest observation per series, for exemplars (entries).
+MAX_EXEMPLARS = 8192
+# bpf_ringbuf_submit's flag (uapi/linux/bpf.h): the reader drains on a timer.
+BPF_RB_NO_WAKEUP = 1
+
+
+class SegmentCount(enum.IntEnum):
+    """Index into the per-CPU segment_counts array (bpf/segments.h)."""
+
+    FINISHED = 0
+    BEGUN = 1
+    SAMPLED_OUT = 2
+
+
+class ExemplarKind(enum.IntEnum):
+    """What series a segment's observation was on (struct exemplar_key.what)."""
+
+    RUNQUEUE = 1
+    BLOCKIO = 2
+    SERVER = 3
 
 # Upper bounds of every BPF map, by the name of the -D flag that sizes it.
 MAP_SIZES = {
@@ -151,6 +172,8 @@ class BuildOptions:
     trace_unsampled: bool = False   # segments for unsampled trace contexts too
     http_4xx_failed: bool = False   # an HTTP 4xx response fails its exchange
     scan_bytes: int = SCAN_BYTES    # how far into a request trace contexts are looked for
+    finished_segments: int = 10000  # segments the store keeps for /api/traces
+    stream_segments: bool = False   # every finished segment to user space (OTLP)
 
 
 def cflags(defines=(), pid_max_slots=None, options=BuildOptions()):
@@ -161,6 +184,9 @@ def cflags(defines=(), pid_max_slots=None, options=BuildOptions()):
         f"-DSCAN_BYTES={options.scan_bytes}",
         f"-DSEGMENT_RING_PAGES={SEGMENT_RING_PAGES}",
         f"-DSEGMENT_EVENTS_PER_SEC={SEGMENT_EVENTS_PER_SEC}",
+        f"-DMAX_FINISHED_SEGMENTS={options.finished_segments}",
+        f"-DMAX_EXEMPLARS={MAX_EXEMPLARS}",
+        f"-DBPF_RB_NO_WAKEUP_={BPF_RB_NO_WAKEUP}",
         "-Werror=implicit-function-declaration",
         f"-DPID_SLOTS={pid_max_slots or pid_slots()}",
         f"-DSERVICE_NAME_LEN={SERVICE_NAME_LEN}",
@@ -180,6 +206,11 @@ def cflags(defines=(), pid_max_slots=None, options=BuildOptions()):
     flags += [f"-DCONTEXT_{c.name}={c.value}" for c in ContextSource]
     flags += [f"-DBLK_OP_{o.name}={o.value}" for o in BlockOp]
     flags += [f"-DBLK_STAGE_{s.name}={s.value}" for s in BlockStage]
+    flags += [f"-DEXEMPLAR_{k.name}={k.value}" for k in ExemplarKind]
+    flags += [f"-DSEGMENT_COUNT_{c.name}={c.value}" for c in SegmentCount]
+    flags.append(f"-DSEGMENT_COUNTS={len(SegmentCount)}")
+    if options.stream_segments:
+        flags.append("-DSEGMENT_STREAM")
     flags += [f"-D{d}" for d in defines]
     return flags
 

@@ -27,6 +27,7 @@ whose cgroup is missing from a later walk is gone for good (cgroup ids are
 not reused), where a walk first could miss a cgroup created in between.
 """
 
+import ctypes
 import logging
 import time
 
@@ -35,10 +36,20 @@ from taskscope.agent.kernel.maps import RETIRED_CGROUP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OwnerReclaim"]
+__all__ = ["OwnerReclaim", "release_heap"]
 
 HIGH_WATER = 0.75
 ALWAYS_LIVE = {1}  # the root cgroup
+
+
+def release_heap():
+    """Hand freed heap back to the OS (glibc keeps it otherwise): after a
+    pass has dropped caches and entries, and after large scrapes, the
+    agent's RSS then follows what it holds, not the most it ever held."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class OwnerReclaim:
@@ -58,6 +69,7 @@ class OwnerReclaim:
         """Reclaim every `interval` until `stop` is set (a Workers job)."""
         while not stop.wait(self.interval):
             self.reclaim_once()
+            release_heap()
 
     def reclaim_once(self):
         """One pass; returns {reason: owners retired}."""

@@ -1,55 +1,103 @@
-"""The agent's recent trace segments, bounded, for /api/traces and exemplars."""
+"""The node's recent trace segments, for /api/traces and exemplars: a view
+of the kernel's store, read when asked.
+
+Why in the kernel: a traced request used to cost a ring-buffer event, a
+wakeup and ~30 us of Python here, paid at the request rate.  Now a finished
+segment costs the kernel one map update (finished_segments, an LRU that
+keeps the last `capacity`) and a few more for the series it observed on
+(segment_exemplars); this reads them only when /api/traces is asked or
+/metrics is scraped.
+"""
 
 import collections
+import ipaddress
 import threading
+import time
+
+from taskscope.agent.host.devices import device_name
+from taskscope.agent.kernel.segment_reader import monotonic_to_wall, segment_from_event
+from taskscope.agent.kernel_abi import BlockOp, BlockStage, ExemplarKind
+
+__all__ = ["TraceStore", "ExemplarRef"]
+
+# What an exemplar needs of its segment.
+ExemplarRef = collections.namedtuple("ExemplarRef", "trace_id end")
+WHAT = {ExemplarKind.RUNQUEUE: "runqueue", ExemplarKind.BLOCKIO: "blockio",
+        ExemplarKind.SERVER: "server"}
+
 
 class TraceStore:
-    """The last `capacity` segments, indexed by trace id and by service."""
+    """Finished segments, from the kernel's finished_segments map.
 
-    def __init__(self, capacity=10000):
+    `rows()` and `exemplar_rows()` give the maps' [(key, value)]; the
+    agent hands in KernelMaps.rows for both."""
+
+    def __init__(self, rows, resolver, capacity, exemplar_ttl=1.0):
+        self._rows = rows
+        self._resolver = resolver
         self.capacity = capacity
-        self._segments = collections.deque()
-        self._by_trace = {}
-        # (service, what, labels) -> (latest segment observed on that
-        # series, the value it observed there): see Observation.
-        self._exemplars = {}
+        self._wall_offset = monotonic_to_wall()
+        self._exemplar_ttl = exemplar_ttl
+        self._index, self._index_at = {}, float("-inf")
         self._lock = threading.Lock()
-        self.evicted = 0
 
-    def add(self, segment):
-        with self._lock:
-            if len(self._segments) >= self.capacity:
-                old = self._segments.popleft()
-                self.evicted += 1
-                same = self._by_trace.get(old.trace_id)
-                if same:
-                    same.remove(old)
-                    if not same:
-                        del self._by_trace[old.trace_id]
-            self._segments.append(segment)
-            self._by_trace.setdefault(segment.trace_id, []).append(segment)
-            if len(self._exemplars) > self.capacity:
-                self._exemplars.clear()
-            for seen in segment.observations:
-                self._exemplars[segment.service, seen.what, seen.labels] = (segment, seen.seconds)
-
-    def __len__(self):
-        return len(self._segments)
+    def _segment(self, seg):
+        service = self._resolver.resolve(seg.owner.cgroup_id, seg.owner.ident)
+        return segment_from_event(seg, service, self._wall_offset)
 
     def trace(self, trace_id):
-        with self._lock:
-            return list(self._by_trace.get(trace_id.lower(), ()))
+        """The segments of one trace (32 hex digits), oldest first."""
+        wanted = bytes.fromhex(trace_id)
+        found = [self._segment(seg) for key, seg in self._rows("finished_segments")
+                 if bytes(key.trace_id) == wanted]
+        return sorted(found, key=lambda s: s.start)
 
     def slowest(self, service=None, min_seconds=0.0, limit=100):
-        with self._lock:
-            found = [s for s in self._segments
-                     if (service is None or s.service == service)
-                     and s.duration_seconds >= min_seconds]
-        found.sort(key=lambda s: s.duration_seconds, reverse=True)
-        return found[:limit]
+        """The `limit` longest segments (of `service`) of at least `min_seconds`."""
+        min_ns = min_seconds * 1e9
+        rows = [seg for _, seg in self._rows("finished_segments")
+                if max(seg.end_ns, seg.start_ns) - seg.start_ns >= min_ns]
+        rows.sort(key=lambda seg: max(seg.end_ns, seg.start_ns) - seg.start_ns, reverse=True)
+        found = []
+        for seg in rows:
+            segment = self._segment(seg)
+            if service is None or segment.service == service:
+                found.append(segment)
+                if len(found) >= limit:
+                    break
+        return found
 
     def exemplar(self, service, what, labels=()):
-        """(segment, seconds): the latest segment of `service` that made an
+        """(ExemplarRef, seconds): the latest segment of `service` that made an
         observation on the series (what, labels), and its value; or None."""
         with self._lock:
-            return self._exemplars.get((service, what, labels))
+            if time.monotonic() - self._index_at >= self._exemplar_ttl:
+                self._index = self._build_index()
+                self._index_at = time.monotonic()
+            return self._index.get((service, what, labels))
+
+    def _build_index(self):
+        """{(service, what, labels): (ExemplarRef, seconds)}, the latest per series
+        (several owners may make one service)."""
+        index = {}
+        for key, value in self._rows("segment_exemplars"):
+            what = WHAT.get(key.what)
+            if what is None:
+                continue
+            if what == "blockio":
+                if key.op not in BlockOp._value2member_map_ or \
+                        key.stage not in BlockStage._value2member_map_:
+                    continue
+                labels = (device_name(key.dev), BlockOp(key.op).name.lower(),
+                          BlockStage(key.stage).name.lower())
+            elif what == "server":
+                ip = ipaddress.ip_address(bytes(key.peer))
+                labels = (str(ip.ipv4_mapped or ip),)
+            else:
+                labels = ()
+            series = (self._resolver.resolve(key.owner.cgroup_id, key.owner.ident), what, labels)
+            end = (value.end_ns + self._wall_offset) / 1e9
+            if series not in index or index[series][0].end < end:
+                index[series] = (ExemplarRef(bytes(value.trace_id).hex(), end),
+                                 value.value_ns / 1e9)
+        return index

@@ -1,10 +1,12 @@
-"""Trace correlation, assembled: marker hooks, segment reader, store and span
+"""Trace correlation, assembled: marker hooks, segment reader (idle segments,
+the OTLP stream), the store over the kernel's finished segments and span
 export, started and stopped together (the packet programs that read trace
 contexts off the wire are attached with the probe set)."""
 
 import logging
 import threading
 
+from taskscope.agent.governor import Governor, kernel_writer
 from taskscope.agent.kernel.markers import MarkerHooks
 from taskscope.agent.kernel.segment_reader import SegmentReader
 from taskscope.agent.trace_store import TraceStore
@@ -13,17 +15,18 @@ log = logging.getLogger(__name__)
 
 
 class Tracing:
-    def __init__(self, bpf, resolver, store_size, spans=None):
-        self.store = TraceStore(store_size)
+    def __init__(self, bpf, rows, resolver, store_size, spans=None, max_cpu_percent=2.0):
+        self.store = TraceStore(rows, resolver, store_size)
         self.spans = spans
-        sinks = [self.store.add] + ([spans] if spans else [])
-        self.reader = SegmentReader(bpf, resolver, sinks)
+        self.reader = SegmentReader(bpf, resolver, [spans] if spans else [])
+        self.governor = Governor(kernel_writer(bpf), max_cpu_percent, act=spans is not None)
         self.markers = MarkerHooks(bpf)
 
     def start(self, workers):
         """Start reading segments and scanning for markers as `workers`' threads."""
         self.markers.scan()
         workers.start("segments", self.reader.run)
+        workers.start("governor", self.governor.run)
         workers.start("markers", self.markers.run)
 
     def close(self, flush_timeout=2.0):

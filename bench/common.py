@@ -42,13 +42,21 @@ def start_nginx(workdir, port, conf_text=None):
 # wrk paces each connection: one request per millisecond at most, so the
 # number of connections sets the offered load (bench/overhead --load half).
 PACED = os.path.join(REPO, "bench", "paced.lua")
+# wrk with a traceparent on every request (TRACEPARENT=random or fixed).
+TRACED = os.path.join(REPO, "bench", "traceparent.lua")
+# Set by bench/overhead --traceparent: every wrk of the run sends it.
+TRACEPARENT = {"mode": None}
 
 
 def wrk(port, seconds, connections, path="/index.html", paced=False):
     script = ["-s", PACED] if paced else []
+    env = None
+    if TRACEPARENT["mode"]:
+        script = ["-s", TRACED]  # (not with paced: --load half is untraced)
+        env = dict(os.environ, TRACEPARENT=TRACEPARENT["mode"])
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
                           *script, f"http://127.0.0.1:{port}{path}"],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=env).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return requests, rate

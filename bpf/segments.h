@@ -72,11 +72,91 @@ struct segment_budget {
 	u64 sent;
 };
 
+/* A finished segment's place in the store: unique per segment. */
+struct finished_key {
+	u8 trace_id[16];
+	u32 tid;
+	u32 pad;
+	u64 start_ns;
+};
+
+/* The series a segment made an observation on (what, and its labels
+ * beyond the owner), for exemplars. */
+struct exemplar_key {
+	struct owner owner;
+	u8 what;            /* EXEMPLAR_* */
+	u8 op;              /* blockio: BLK_OP_*, */
+	u8 stage;           /* BLK_STAGE_*, */
+	u8 pad;
+	u32 dev;            /* and device */
+	u8 peer[16];        /* server: the client's address */
+};
+
+struct exemplar {
+	u8 trace_id[16];
+	u64 value_ns;       /* what it observed on that series */
+	u64 end_ns;         /* when its segment ended */
+};
+
 /* tid -> 1 while the thread has a segment: the cheap test on hot paths. */
 BPF_ARRAY(traced_threads, u8, PID_SLOTS);
 BPF_TABLE("lru_hash", u32, struct segment, segments, MAX_TRACED_THREADS);
+/* The store of finished segments, read on demand by /api/traces
+ * (agent/trace_store.py): a finished segment costs one map update, and
+ * user space no work at all until someone asks. */
+BPF_TABLE("lru_hash", struct finished_key, struct segment, finished_segments,
+	  MAX_FINISHED_SEGMENTS);
+/* The latest observation per series, read at scrape for exemplars. */
+BPF_TABLE("lru_hash", struct exemplar_key, struct exemplar, segment_exemplars, MAX_EXEMPLARS);
+/* The keys a finish writes, off the stack: the send and receive programs
+ * that finish segments have little of it left. */
+struct finish_scratch {
+	struct finished_key finished;
+	struct exemplar_key key;
+	struct exemplar value;
+};
+BPF_PERCPU_ARRAY(segment_finish_scratch, struct finish_scratch, 1);
+/* Per CPU, exact whatever the store evicts or the governor samples out:
+ * SEGMENT_COUNT_FINISHED, _BEGUN, _SAMPLED_OUT (trace contexts that began
+ * no segment because of the governor). */
+BPF_PERCPU_ARRAY(segment_counts, u64, SEGMENT_COUNTS);
+/* Set by the overhead governor (agent/governor.py): a segment begins for 1
+ * in this many trace contexts (0 or 1: all of them). */
+BPF_ARRAY(segment_sample_every, u32, 1);
+BPF_PERCPU_ARRAY(segment_sample_tick, u32, 1);
+
+static __always_inline void segment_count(u32 which)
+{
+	u64 *n = segment_counts.lookup(&which);
+	if (n)
+		(*n)++;
+}
+
+/* Whether the governor lets this trace context begin a segment: 1 in its
+ * sample_every, by a per-CPU tick, so the rest cost nothing further. */
+static __always_inline int segment_sampled_in(void)
+{
+	u32 zero = 0;
+	u32 *every = segment_sample_every.lookup(&zero);
+	if (!every || *every <= 1)
+		return 1;
+	u32 *tick = segment_sample_tick.lookup(&zero);
+	if (!tick)
+		return 1;
+	u32 t = *tick + 1;
+	if (t >= *every)
+		t = 0;
+	*tick = t;
+	if (t == 0)
+		return 1;
+	segment_count(SEGMENT_COUNT_SAMPLED_OUT);
+	return 0;
+}
+#ifdef SEGMENT_STREAM
+/* Every finished segment, for the OTLP exporter: only when one is set. */
 BPF_RINGBUF_OUTPUT(segment_events, SEGMENT_RING_PAGES);
 BPF_PERCPU_ARRAY(segment_budget, struct segment_budget, 1);
+#endif
 /* A segment is too big for the BPF stack: new ones are built here. */
 BPF_PERCPU_ARRAY(segment_scratch, struct segment, 1);
 
@@ -132,6 +212,7 @@ static __always_inline void segment_commit(struct segment *s, u64 now)
 	s->end_ns = now;
 }
 
+#ifdef SEGMENT_STREAM
 /* At most SEGMENT_EVENTS_PER_SEC events per CPU and second; the rest are
  * counted as dropped. */
 static __always_inline int segment_budget_take(u64 now)
@@ -150,23 +231,81 @@ static __always_inline int segment_budget_take(u64 now)
 	return 1;
 }
 
+/* Stream a finished segment to user space (the OTLP exporter): without a
+ * wakeup, since the reader drains the ring on a timer (a wakeup per event
+ * would cost a context switch each).  The ring holds a drain interval of
+ * the rate cap on every CPU; past it, a segment is counted as dropped. */
+static __always_inline void segment_stream(struct segment *s, u64 now)
+{
+	if (!segment_budget_take(now)) {
+		count_drop(DROP_SEGMENT_RATE);
+		return;
+	}
+	struct segment *e = segment_events.ringbuf_reserve(sizeof(struct segment));
+	if (!e) {
+		count_drop(DROP_SEGMENT_RING);
+		return;
+	}
+	__builtin_memcpy(e, s, sizeof(*e));
+	segment_events.ringbuf_submit(e, BPF_RB_NO_WAKEUP_);
+}
+#endif
+
+static __always_inline void exemplar_put(struct finish_scratch *f, u8 what, u8 op, u8 stage,
+					 u32 dev, u64 value_ns)
+{
+	f->key.what = what;
+	f->key.op = op;
+	f->key.stage = stage;
+	f->key.dev = dev;
+	f->value.value_ns = value_ns;
+	segment_exemplars.update(&f->key, &f->value);
+}
+
+/* The series a finished segment observed on get it as their exemplar. */
+static __always_inline void segment_exemplars_put(struct finish_scratch *f,
+						  const struct segment *s)
+{
+	__builtin_memset(&f->key, 0, sizeof(f->key));
+	f->key.owner = s->owner;
+	__builtin_memcpy(f->value.trace_id, s->ctx.trace_id, 16);
+	f->value.end_ns = s->end_ns;
+	if (s->samples.runqueue_ns)
+		exemplar_put(f, EXEMPLAR_RUNQUEUE, 0, 0, 0, s->samples.runqueue_ns);
+	if (s->samples.blk_queue_ns)
+		exemplar_put(f, EXEMPLAR_BLOCKIO, s->samples.blk_queue_op, BLK_STAGE_QUEUE,
+			     s->samples.blk_queue_dev, s->samples.blk_queue_ns);
+	if (s->samples.blk_device_ns)
+		exemplar_put(f, EXEMPLAR_BLOCKIO, s->samples.blk_device_op, BLK_STAGE_DEVICE,
+			     s->samples.blk_device_dev, s->samples.blk_device_ns);
+	u64 peer_lo = 0, peer_hi = 0;
+	__builtin_memcpy(&peer_lo, s->samples.peer, 8);
+	__builtin_memcpy(&peer_hi, s->samples.peer + 8, 8);
+	if (s->role == SEGMENT_SERVER && (peer_lo | peer_hi)) {
+		__builtin_memcpy(f->key.peer, s->samples.peer, 16);
+		exemplar_put(f, EXEMPLAR_SERVER, 0, 0, 0,
+			     s->end_ns > s->start_ns ? s->end_ns - s->start_ns : 0);
+	}
+}
+
 static __always_inline void segment_finish(u32 tid, struct segment *s, u64 now)
 {
 	if (!s->end_ns)
 		segment_commit(s, now);
-	if (segment_budget_take(now)) {
-		/* The segment itself is the event: no payload, no header in it,
-		 * only the parsed IDs and the figures. */
-		struct segment *e = segment_events.ringbuf_reserve(sizeof(struct segment));
-		if (e) {
-			__builtin_memcpy(e, s, sizeof(*e));
-			segment_events.ringbuf_submit(e, 0);
-		} else {
-			count_drop(DROP_SEGMENT_RING);
-		}
-	} else {
-		count_drop(DROP_SEGMENT_RATE);
+	u32 zero = 0;
+	struct finish_scratch *f = segment_finish_scratch.lookup(&zero);
+	if (f) {
+		__builtin_memcpy(f->finished.trace_id, s->ctx.trace_id, 16);
+		f->finished.tid = s->tid;
+		f->finished.pad = 0;
+		f->finished.start_ns = s->start_ns;
+		finished_segments.update(&f->finished, s);
+		segment_exemplars_put(f, s);
 	}
+	segment_count(SEGMENT_COUNT_FINISHED);
+#ifdef SEGMENT_STREAM
+	segment_stream(s, now);
+#endif
 	segments.delete(&tid);
 	u8 *traced = traced_threads.lookup(&tid);
 	if (traced)
@@ -196,6 +335,8 @@ static __always_inline void segment_begin(const struct trace_context *ctx, u8 ro
 			return;
 		segment_finish(tid, s, now);
 	}
+	if (!segment_sampled_in())
+		return;
 	u8 *traced = traced_threads.lookup(&tid);
 	if (!traced) {
 		count_drop(DROP_PID_OUT_OF_RANGE);
@@ -218,6 +359,7 @@ static __always_inline void segment_begin(const struct trace_context *ctx, u8 ro
 	current_owner(&fresh->owner);
 	segments.update(&tid, fresh);
 	*traced = 1;
+	segment_count(SEGMENT_COUNT_BEGUN);
 }
 
 /* sched_switch, for the thread switched out: its time on CPU ends. */

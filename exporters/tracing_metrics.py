@@ -14,18 +14,45 @@ class TracingMetrics:
 
     def collect(self):
         t = self._tracing
+        counts = t.reader.counts()
         yield CounterMetricFamily("taskscope_trace_segments",
-                                  "Trace segments received from the kernel "
-                                  "(drops: taskscope_map_drops_total{reason=~\"segment_.*\"}).",
-                                  value=t.reader.received + t.reader.reaped)
+                                  "Trace segments finished, exact (the store keeps the last "
+                                  "taskscope_trace_store_capacity; segments lost before they "
+                                  "finished: taskscope_map_drops_total{reason=\"segment_evicted\"}).",
+                                  value=counts["finished"])
+        contexts = CounterMetricFamily(
+            "taskscope_trace_contexts",
+            "Trace contexts taken up by a thread, by what came of them: traced (a segment "
+            "began) or sampled_out (the overhead governor kept CPU under budget).",
+            labels=["result"])
+        contexts.add_metric(["traced"], counts["begun"])
+        contexts.add_metric(["sampled_out"], counts["sampled_out"])
+        yield contexts
+        yield GaugeMetricFamily("taskscope_trace_sample_every",
+                                "A segment begins for 1 in this many trace contexts (1: all); "
+                                "set by the overhead governor (max_cpu_percent).",
+                                value=t.governor.sample_every)
+        yield GaugeMetricFamily("taskscope_agent_cpu_ratio",
+                                "The agent's own CPU, in cores, averaged over the governor's "
+                                "window (its budget: max_cpu_percent / 100).",
+                                value=t.governor.cpu_fraction)
+        if t.governor.bpf_seconds is not None:
+            yield CounterMetricFamily("taskscope_bpf_run_seconds",
+                                      "CPU the agent's BPF programs ran, in the context of the "
+                                      "tasks they observe (counted while "
+                                      "kernel.bpf_stats_enabled is 1).",
+                                      value=t.governor.bpf_seconds)
         yield CounterMetricFamily("taskscope_trace_segments_idle_finished",
                                   "Segments finished by the agent after their connection "
                                   "sat idle.", value=t.reader.reaped)
-        yield GaugeMetricFamily("taskscope_trace_store_segments",
-                                "Segments held for /api/traces.", value=len(t.store))
-        yield CounterMetricFamily("taskscope_trace_store_evicted",
-                                  "Segments evicted from the store to keep it bounded.",
-                                  value=t.store.evicted)
+        yield GaugeMetricFamily("taskscope_trace_store_capacity",
+                                "Finished segments the kernel's store keeps for /api/traces "
+                                "(the oldest go first).", value=t.store.capacity)
+        if t.spans:
+            yield CounterMetricFamily("taskscope_trace_segments_streamed",
+                                      "Segments streamed to the OTLP exporter (drops: "
+                                      "taskscope_map_drops_total{reason=~\"segment_(rate|ring)\"}).",
+                                      value=t.reader.streamed)
         yield GaugeMetricFamily("taskscope_marker_libraries_hooked",
                                 "Copies of the marker library hooked with uprobes.",
                                 value=t.markers.hooked)

@@ -103,7 +103,9 @@ def run(cfg):
         spans = SegmentSpans(make_exporter(cfg.otlp_endpoint, cfg.otlp_protocol),
                              cfg.max_services)
     options = kernel_abi.BuildOptions(trace_unsampled=cfg.trace_unsampled,
-                                      http_4xx_failed=cfg.http_4xx_failed)
+                                      http_4xx_failed=cfg.http_4xx_failed,
+                                      finished_segments=cfg.trace_store_size,
+                                      stream_segments=bool(spans))
     probe_set = attach.load(cfg.probes, root, btf.load_vmlinux(), cgroup_root, cfg.tcp_io, options)
     bpf, selection = probe_set.bpf, probe_set.selection
     maps = KernelMaps(bpf, probe_set.status(), probe_set.variants())
@@ -120,7 +122,8 @@ def run(cfg):
         retired_expiry=config.parse_duration(cfg.graph_expiry)).run)
     tracing = None
     if maps.has("segments"):
-        tracing = Tracing(bpf, resolver, cfg.trace_store_size, spans)
+        tracing = Tracing(bpf, maps.rows, resolver, cfg.trace_store_size, spans,
+                          cfg.max_cpu_percent)
         tracing.start(workers)
         server.routes.update(trace_routes.store_routes(tracing.store))
         server.registry.register(TracingMetrics(tracing))

@@ -75,6 +75,11 @@ def build_parser():
                        help="default http/protobuf; grpc needs taskscope[grpc]")
     agent.add_argument("--trace-store-size", type=int, metavar="N",
                        help="trace segments kept for /api/traces (default 10000)")
+    agent.add_argument("--max-cpu-percent", type=float, metavar="PERCENT",
+                       help="the agent's CPU budget, in percent of one core: above it, trace "
+                            "segments are sampled (1 in N trace contexts, N exported as "
+                            "taskscope_trace_sample_every); metrics stay exact; 0: no limit "
+                            "(default 2)")
     agent.add_argument("--trace-unsampled", action="store_true", default=None,
                        help="also follow traces whose sampled flag is off")
     agent.add_argument("--external-peers", choices=("aggregate", "per-address"),

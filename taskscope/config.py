@@ -41,6 +41,7 @@ class AgentConfig:
     otlp_endpoint: str = ""
     otlp_protocol: str = "http/protobuf"
     trace_store_size: int = 10000
+    max_cpu_percent: float = 2.0
     trace_unsampled: bool = False
     http_4xx_failed: bool = False
     web_config_file: str = ""
@@ -153,6 +154,12 @@ def _check_pod_labels(value):
     return None
 
 
+def _check_percent(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        return "a number of percent of one core, 0 (no limit) to 100"
+    return None
+
+
 def _check_string(value):
     return None if isinstance(value, str) else "a string"
 
@@ -171,6 +178,7 @@ CHECKS = {
     "otlp_endpoint": _check_url,
     "otlp_protocol": _check_otlp_protocol,
     "trace_store_size": _check_max_services,
+    "max_cpu_percent": _check_percent,
     "trace_unsampled": _check_bool,
     "http_4xx_failed": _check_bool,
     "web_config_file": _check_file,

@@ -11,7 +11,6 @@ graph or re-reading every map.
 """
 
 import concurrent.futures
-import ctypes
 import http.server
 import logging
 import signal
@@ -22,6 +21,7 @@ import urllib.parse
 
 from prometheus_client import exposition
 
+from taskscope.agent.reclaim import release_heap
 from taskscope.web_config import WebConfig
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,6 @@ REQUEST_BYTES = 16 << 10
 # tens of thousands of series allocates tens of MB that glibc would
 # otherwise keep, and the agent's RSS would stay at its largest scrape's.
 TRIM_AFTER_BYTES = 1 << 20
-
-
-def _release_heap():
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 class SingleFlight:
@@ -128,7 +121,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, body, content_type)
             if len(body) >= TRIM_AFTER_BYTES:
                 del body
-                _release_heap()
+                release_heap()
         elif path in ("/healthz", "/livez") and path not in self.server.routes:
             self._reply(200, b"ok\n", "text/plain")  # (the collector's: no threads, no probes)
         elif route := self.server.route_of(path):

@@ -1,10 +1,12 @@
-"""Finished trace segments, from the kernel's ring buffer to the store and OTLP.
+"""Finished trace segments: decoded from the kernel's struct segment, streamed
+to the OTLP exporter, and finished from here when idle.
 
-The kernel sends one event per finished segment (see bpf/segments.h);
-this module turns it into a Segment with wall-clock times and a service
-name.  A keep-alive connection may sit idle after its last response for
-as long as the client likes, so segments idle longer than `idle_after`
-are finished from here.
+The kernel keeps finished segments in its store (finished_segments, read by
+agent/trace_store.py) and, only when an OTLP endpoint is set, also streams
+each one through a ring buffer, which this reader drains on a timer: no
+per-segment work happens here otherwise.  A keep-alive connection may sit
+idle after its last response for as long as the client likes, so segments
+idle longer than `idle_after` are finished from here, into the same store.
 """
 
 import ctypes
@@ -14,7 +16,8 @@ import time
 import ipaddress
 
 from taskscope.agent.host.devices import device_name
-from taskscope.agent.kernel_abi import BlockOp, BlockStage, ContextSource, SegmentKind
+from taskscope.agent.kernel_abi import (BlockOp, BlockStage, ContextSource, ExemplarKind,
+                                        SegmentCount, SegmentKind)
 from taskscope.records.segments import Observation, Segment
 
 log = logging.getLogger(__name__)
@@ -75,8 +78,46 @@ def segment_from_event(event, service, wall_offset_ns):
     )
 
 
+def finished_key(table, segment):
+    """The finished_segments key of `segment` (struct finished_key)."""
+    key = table.Key()
+    ctypes.memmove(key.trace_id, bytes(segment.ctx.trace_id), 16)
+    key.tid, key.start_ns = segment.tid, segment.start_ns
+    return key
+
+
+def exemplar_rows(table, segment):
+    """[(key, value)] of segment_exemplars for the series `segment` observed
+    on, as segment_exemplars_put() in bpf/segments.h writes them."""
+    samples, rows = segment.samples, []
+
+    def row(what, value_ns, op=0, stage=0, dev=0, peer=None):
+        key, value = table.Key(), table.Leaf()
+        key.owner.cgroup_id, key.owner.ident = segment.owner.cgroup_id, segment.owner.ident
+        key.what, key.op, key.stage, key.dev = what, op, stage, dev
+        if peer:
+            ctypes.memmove(key.peer, peer, 16)
+        ctypes.memmove(value.trace_id, bytes(segment.ctx.trace_id), 16)
+        value.value_ns, value.end_ns = value_ns, segment.end_ns
+        rows.append((key, value))
+
+    if samples.runqueue_ns:
+        row(ExemplarKind.RUNQUEUE, samples.runqueue_ns)
+    if samples.blk_queue_ns:
+        row(ExemplarKind.BLOCKIO, samples.blk_queue_ns, samples.blk_queue_op, BlockStage.QUEUE,
+            samples.blk_queue_dev)
+    if samples.blk_device_ns:
+        row(ExemplarKind.BLOCKIO, samples.blk_device_ns, samples.blk_device_op,
+            BlockStage.DEVICE, samples.blk_device_dev)
+    peer = bytes(samples.peer)
+    if segment.role == SegmentKind.SERVER and any(peer):
+        row(ExemplarKind.SERVER, max(segment.end_ns - segment.start_ns, 0), peer=peer)
+    return rows
+
+
 class SegmentReader:
-    """Polls the ring buffer and hands each Segment to `sinks`."""
+    """Finishes idle segments into the kernel's store and, with `sinks` (the
+    OTLP exporter), drains the stream of finished segments to them."""
 
     def __init__(self, bpf, resolver, sinks, idle_after=2.0):
         self._bpf = bpf
@@ -84,14 +125,28 @@ class SegmentReader:
         self._sinks = sinks
         self._idle_after_ns = int(idle_after * 1e9)
         self._wall_offset = monotonic_to_wall()
-        self.received = 0
+        self.streamed = 0
         self.reaped = 0
         # BCC cannot derive nested structs for ring buffer events; the
         # segments map has the same type, with its ctypes layout.
         self._event_type = ctypes.POINTER(bpf["segments"].Leaf)
-        bpf["segment_events"].open_ring_buffer(self._on_event)
+        try:
+            bpf["segment_events"].open_ring_buffer(self._on_event)
+            self._streaming = True
+        except KeyError:  # built without SEGMENT_STREAM: no OTLP endpoint
+            self._streaming = False
+
+    def counts(self):
+        """{"finished", "begun", "sampled_out": n} from the kernel, exact
+        (SegmentCount); finished includes idle segments finished here."""
+        table = self._bpf["segment_counts"]
+        out = {c.name.lower(): sum(table[ctypes.c_int(c.value)]) for c in SegmentCount}
+        out["finished"] += self.reaped
+        return out
 
     def _deliver(self, event):
+        if not self._sinks:
+            return
         owner = event.owner
         service = self._resolver.resolve(owner.cgroup_id, owner.ident)
         segment = segment_from_event(event, service, self._wall_offset)
@@ -102,7 +157,7 @@ class SegmentReader:
                 log.exception("a trace segment sink failed; the segment is lost to it")
 
     def _on_event(self, ctx, data, size):
-        self.received += 1
+        self.streamed += 1
         self._deliver(ctypes.cast(data, self._event_type).contents)
 
     def reap_idle(self, now_ns=None):
@@ -113,6 +168,7 @@ class SegmentReader:
         """
         now_ns = now_ns or time.monotonic_ns()
         table, traced = self._bpf["segments"], self._bpf["traced_threads"]
+        store, exemplars = self._bpf["finished_segments"], self._bpf["segment_exemplars"]
         for tid, seg in list(table.items()):
             if not seg.end_ns or now_ns - seg.end_ns < self._idle_after_ns:
                 continue
@@ -124,12 +180,22 @@ class SegmentReader:
             except KeyError:
                 continue  # finished by the kernel meanwhile
             self.reaped += 1
+            store[finished_key(store, seg)] = seg
+            for key, value in exemplar_rows(exemplars, seg):
+                exemplars[key] = value
             self._deliver(seg)
 
-    def run(self, stop, reap_interval=1.0):
+    def run(self, stop, reap_interval=1.0, drain_interval=0.05):
+        """Drain the stream every `drain_interval` (the kernel wakes no one)
+        and reap every `reap_interval`, until `stop`."""
         next_reap = time.monotonic() + reap_interval
         while not stop.is_set():
-            self._bpf.ring_buffer_poll(200)
+            if self._streaming:
+                if stop.wait(drain_interval):
+                    return
+                self._bpf.ring_buffer_consume()
+            elif stop.wait(reap_interval):
+                return
             if time.monotonic() >= next_reap:
                 self.reap_idle()
                 next_reap = time.monotonic() + reap_interval

@@ -126,7 +126,10 @@ def otlp():
 
 @pytest.fixture(scope="module")
 def traced_agent(otlp, tmp_path_factory):
+    # No CPU budget: these tests poll /api/traces many times a second, and
+    # what they check is correlation, not the governor (its own test below).
     a = Agent("--otlp-endpoint", f"http://127.0.0.1:{otlp.server_address[1]}",
+              "--max-cpu-percent", "0",
               log_path=tmp_path_factory.mktemp("traced") / "agent.log")
     yield a
     code, _ = a.stop()
@@ -488,3 +491,35 @@ def test_a_copy_of_the_marker_others_may_write_is_refused_and_counted(traced_age
         holder.kill()
         holder.wait()
     assert "not hooking the marker library" in traced_agent.log()
+
+
+def test_the_governor_samples_segments_to_keep_the_agent_under_its_cpu_budget(
+        http_service, otlp, tmp_path):
+    # A budget no agent streaming spans can keep (0.1 % of a core) and
+    # traced requests as fast as the service answers: the governor must
+    # sample, and say so; the contexts it left out are counted, not lost.
+    agent = Agent("--probes", "sched,tcp,traces", "--otlp-endpoint",
+                  f"http://127.0.0.1:{otlp.server_address[1]}", "--max-cpu-percent", "0.1",
+                  log_path=tmp_path / "agent.log")
+    try:
+        deadline = time.monotonic() + 40
+        samples = {}
+        while time.monotonic() < deadline:
+            threads = [threading.Thread(target=get, args=(http_service, new_traceparent()))
+                       for _ in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            samples = agent.scrape()
+            if value(samples, "taskscope_trace_contexts_total", result="sampled_out") > 0:
+                break
+        every = value(samples, "taskscope_trace_sample_every")
+        assert every > 1, agent.log()[-2000:]
+        assert value(samples, "taskscope_trace_contexts_total", result="sampled_out") > 0
+        assert value(samples, "taskscope_trace_contexts_total", result="traced") > 0
+        assert value(samples, "taskscope_agent_cpu_ratio") > 0.001
+        assert "trace segments for 1 in" in agent.log()
+    finally:
+        code, _ = agent.stop()
+    assert code == 0

@@ -1,6 +1,6 @@
 """Exemplars on histogram buckets: which bucket, and when there is none."""
 
-from taskscope.agent.trace_store import TraceStore
+from tests.unit.fixtures import SegmentStore
 import ipaddress
 
 from taskscope.exporters.exemplars import (exemplar_buckets, server_exemplar_buckets,
@@ -23,12 +23,12 @@ def test_no_store_or_no_segment_leaves_buckets_alone():
     buckets = [("0.001", 3), ("+Inf", 3)]
     assert exemplar_buckets(None, "taskscope_runqueue_latency_seconds", "x", {},
                             buckets) is buckets
-    assert exemplar_buckets(TraceStore(), "taskscope_runqueue_latency_seconds", "x", {},
+    assert exemplar_buckets(SegmentStore(), "taskscope_runqueue_latency_seconds", "x", {},
                             buckets) is buckets
 
 
 def test_a_segment_marks_only_the_series_it_was_observed_on_with_its_value_there():
-    store = TraceStore()
+    store = SegmentStore()
     store.add(segment(blockio=0.9, observations=(
         Observation("blockio", ("vda", "write", "device"), 0.0015),)))
     buckets = [("0.001", 3), ("0.002", 5), ("+Inf", 6)]
@@ -45,7 +45,7 @@ def test_a_segment_marks_only_the_series_it_was_observed_on_with_its_value_there
 
 
 def test_a_server_segment_marks_only_the_edge_of_the_client_it_served():
-    store = TraceStore()
+    store = SegmentStore()
     store.add(segment(trace="1" * 32, observations=(Observation("server", ("10.0.0.1",), 0.5),)))
     buckets = [("0.25", 1), ("1.0", 2), ("+Inf", 2)]
     ip = ipaddress.ip_address

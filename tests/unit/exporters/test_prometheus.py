@@ -3,7 +3,7 @@
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-from taskscope.agent.trace_store import TraceStore
+from tests.unit.fixtures import SegmentStore
 from taskscope.exporters.prometheus import KernelMetrics
 from taskscope.records.histogram import Log2Histogram
 from taskscope.records.metrics import CounterRow, HistogramRow, NodeHealth, Owner
@@ -124,7 +124,7 @@ def test_a_failing_reading_leaves_the_health_metrics():
 
 
 def test_openmetrics_scrapes_carry_a_trace_exemplar():
-    store = TraceStore()
+    store = SegmentStore()
     store.add(segment(trace="12" * 16, service="payment", runqueue=0.000006,
                       observations=(Observation("runqueue", (), 0.000006),)))
     rows = [HistogramRow(Owner("payment"), {}, hist(12, 1, 6000))]

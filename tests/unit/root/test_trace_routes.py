@@ -2,13 +2,13 @@
 
 import json
 
-from taskscope.agent.trace_store import TraceStore
+from tests.unit.fixtures import SegmentStore
 from taskscope.trace_routes import store_routes
 from tests.unit.fixtures import segment
 
 
 def test_trace_routes_validate_and_answer():
-    store = TraceStore()
+    store = SegmentStore()
     store.add(segment())
     one, recent = store_routes(store)["/api/traces/"], store_routes(store)["/api/traces"]
     status, body, _ = one({"path_tail": "AB" * 16})

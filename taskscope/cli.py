@@ -147,10 +147,11 @@ def build_parser():
                            help="TLS and basic auth for the collector's endpoints "
                                 "(exporter-toolkit format)")
     collector.add_argument("--agents-ca-file", metavar="FILE",
-                           help="CA that signed the agents' certificates (https:// agent URLs)")
+                           help="CA that signed the agents' (or --prometheus's) certificates "
+                                "(https:// URLs)")
     collector.add_argument("--agents-username", metavar="USER",
-                           help="basic auth user for the agents (password from "
-                                "--agents-password-file)")
+                           help="basic auth user for the agents or --prometheus (password "
+                                "from --agents-password-file)")
     collector.add_argument("--agents-password-file", metavar="FILE")
 
     graph = sub.add_parser("graph", help="export a service graph once",

@@ -103,9 +103,10 @@ def collector_config(args):
 
 
 def agent_opener(settings):
-    """How the collector speaks to agents protected by a web config: TLS
-    verified against `agents_ca_file`, basic auth from a password file (read
-    at start; a ConfigError names what cannot be read)."""
+    """How the collector speaks to its source (agents protected by a web
+    config, or Prometheus behind TLS and basic auth): TLS verified against
+    `agents_ca_file`, basic auth from a password file (read at start; a
+    ConfigError names what cannot be read)."""
     handlers, headers = [], []
     if settings.agents_ca_file:
         try:
@@ -141,7 +142,7 @@ def serve(args):
         raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from exc
     if settings.prometheus:
         body_of = functools.partial(graph_from_prometheus, settings.prometheus,
-                                    timeout=settings.timeout)
+                                    timeout=settings.timeout, opener=agent_opener(settings))
         source = settings.prometheus
     else:
         agents = settings.agents or functools.partial(dns_agents, settings.agents_dns)

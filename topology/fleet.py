@@ -12,6 +12,7 @@ import http.client
 import json
 import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -26,6 +27,10 @@ __all__ = ["AgentFleet", "DiscoveryError", "dns_agents"]
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 64 << 20
+# All agents' replies to one request of the collector, together: past it,
+# the agents still being read are left out (and counted) rather than the
+# collector holding tens of agents' 64 MiB each.
+MAX_TOTAL_BYTES = 512 << 20
 # Everything an agent can throw at an HTTP client: sockets, HTTP (a status
 # line or a chunk it cannot parse, a reply cut short), bodies that are no
 # JSON or no UTF-8, replies of the wrong shape.
@@ -36,10 +41,27 @@ class DeadlineExceeded(OSError):
     """An agent took longer than the collector's deadline for one reply."""
 
 
-def read_reply(url, timeout, deadline, opener=None):
-    """The body at `url`: at most MAX_REPLY_BYTES, within `deadline` seconds
-    overall (`timeout` bounds each socket operation; an agent trickling a
-    byte at a time meets the deadline instead)."""
+class ByteBudget:
+    """Bytes all the replies of one collector request may hold together."""
+
+    def __init__(self, total=None):
+        self.total = MAX_TOTAL_BYTES if total is None else total
+        self.left = self.total
+        self._lock = threading.Lock()
+
+    def take(self, n):
+        with self._lock:
+            self.left -= n
+            if self.left < 0:
+                raise SidesFormatError(f"the agents' replies together passed "
+                                       f"{self.total} bytes")
+
+
+def read_reply(url, timeout, deadline, opener=None, budget=None):
+    """The body at `url`: at most MAX_REPLY_BYTES (and what is left of
+    `budget`, a ByteBudget shared by the replies of one request), within
+    `deadline` seconds overall (`timeout` bounds each socket operation; an
+    agent trickling a byte at a time meets the deadline instead)."""
     ends = time.monotonic() + deadline
     with (opener or urllib.request.build_opener()).open(url, timeout=timeout) as reply:
         chunks, size = [], 0
@@ -52,6 +74,8 @@ def read_reply(url, timeout, deadline, opener=None):
             size += len(chunk)
             if size > MAX_REPLY_BYTES:
                 raise SidesFormatError(f"reply larger than {MAX_REPLY_BYTES} bytes")
+            if budget is not None:
+                budget.take(len(chunk))
             chunks.append(chunk)
 
 
@@ -118,10 +142,10 @@ class AgentFleet:
         with concurrent.futures.ThreadPoolExecutor(max(1, min(16, len(urls)))) as pool:
             return list(pool.map(ask, urls))
 
-    def _fetch(self, url, window):
+    def _fetch(self, url, window, budget):
         try:
             data = read_reply(f"{url}/api/graph/sides?window={window:g}s", self.timeout,
-                              self.deadline, self._opener)
+                              self.deadline, self._opener, budget)
             sides, endpoints, skipped = sides_from_json(json.loads(data))
             if skipped:
                 log.warning("agent %s: %d malformed sides or endpoints left out", url, skipped)
@@ -137,9 +161,11 @@ class AgentFleet:
 
     def _ask_all(self, path):
         """Every agent's segments at `path`, each tagged with its agent."""
+        budget = ByteBudget()
+
         def ask(url):
             try:
-                data = read_reply(url + path, self.timeout, self.deadline, self._opener)
+                data = read_reply(url + path, self.timeout, self.deadline, self._opener, budget)
                 return [dict(s, agent=url) for s in segments_from_json(json.loads(data))]
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:  # the agent saw nothing of that trace
@@ -164,8 +190,9 @@ class AgentFleet:
         return sorted(found, key=lambda s: s["duration_seconds"], reverse=True)[:limit]
 
     def graph(self, window):
-        sides, endpoints = [], {}
-        for agent_sides, agent_endpoints in self._each_agent(lambda url: self._fetch(url, window)):
+        sides, endpoints, budget = [], {}, ByteBudget()
+        for agent_sides, agent_endpoints in self._each_agent(
+                lambda url: self._fetch(url, window, budget)):
             sides += agent_sides
             endpoints.update(agent_endpoints)
         return build_graph(sides, lambda ip, port: endpoints.get((ip, port)))

@@ -22,10 +22,10 @@ class PrometheusError(TaskscopeError):
     """The query API failed or answered something unexpected."""
 
 
-def _query(base, promql, timeout):
+def _query(base, promql, timeout, opener=None):
     url = f"{base.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
+        with (opener or urllib.request.build_opener()).open(url, timeout=timeout) as reply:
             body = json.loads(reply.read(64 << 20))
     except (OSError, ValueError) as exc:
         raise PrometheusError(f"query to {base} failed: {exc}") from exc
@@ -54,18 +54,20 @@ def _is_endpoint(name):
     return bool(sep) and port.isdigit()
 
 
-def graph_from_prometheus(base, window, timeout=10.0):
-    """{"nodes", "edges"} over the last `window` seconds, from Prometheus at `base`."""
+def graph_from_prometheus(base, window, timeout=10.0, opener=None):
+    """{"nodes", "edges"} over the last `window` seconds, from Prometheus at `base`
+    (through `opener`: TLS and basic auth, when Prometheus asks for them)."""
     rng = f"[{int(max(window, 1))}s]"
     requests = _query(base, f"sum by ({BY}) (increase(traces_service_graph_request_total{rng}))",
-                      timeout)
+                      timeout, opener)
     failed = _query(base, "sum by ({}) (increase(traces_service_graph_request_failed_total{}))"
-                    .format(BY, rng), timeout)
+                    .format(BY, rng), timeout, opener)
     quantiles = {}
     for name, q in (("p50_seconds", 0.5), ("p95_seconds", 0.95), ("p99_seconds", 0.99)):
         quantiles[name] = _query(
             base, f"histogram_quantile({q}, sum by (le, {BY}) "
-                  f"(rate(traces_service_graph_request_client_seconds_bucket{rng})))", timeout)
+                  f"(rate(traces_service_graph_request_client_seconds_bucket{rng})))", timeout,
+            opener)
     nodes, edges = {}, []
     for key in sorted(requests):
         client, server, kind = key

@@ -153,3 +153,15 @@ def test_agents_that_leave_are_forgotten():
     collector.up["http://a:1"] = 1
     current[0] = ["http://b:1"]
     assert collector._discover() == ["http://b:1"] and set(collector.up) == {"http://b:1"}
+
+
+def test_replies_of_one_request_share_a_byte_budget():
+    from tests.fake_http import serving
+    from taskscope.topology.fleet import ByteBudget, read_reply
+    from taskscope.topology.sides_json import SidesFormatError
+    with serving(lambda path: b"x" * 100) as url:
+        budget = ByteBudget(150)
+        assert len(read_reply(url, 5, 10, budget=budget)) == 100
+        with pytest.raises(SidesFormatError):
+            read_reply(url, 5, 10, budget=budget)
+        assert len(read_reply(url, 5, 10)) == 100  # another request: a budget of its own

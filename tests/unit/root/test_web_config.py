@@ -20,6 +20,7 @@ from taskscope.fleet_command import agent_opener, collector_config
 from taskscope.records.errors import ConfigError
 from taskscope.server import EndpointServer, SingleFlight
 from taskscope.topology.fleet import AgentFleet
+from taskscope.topology.prometheus_source import PrometheusError, graph_from_prometheus
 from taskscope.web_config import load_web_config
 from tests.unit.root.test_fleet_command import GOOD_SIDE, args
 
@@ -45,12 +46,17 @@ def web_config(tmp_path, certificate, users=True):
     return path
 
 
+PROTECTED_ROUTES = {}  # what a test adds to the protected server
+
+
 @pytest.fixture
 def protected(tmp_path, certificate):
     server = EndpointServer(("127.0.0.1", 0), CollectorRegistry(),
                             web=load_web_config(web_config(tmp_path, certificate)), timeout=1)
     body = json.dumps({"sides": [GOOD_SIDE], "endpoints": []}).encode()
     server.routes["/api/graph/sides"] = lambda params: (200, body, "application/json")
+    PROTECTED_ROUTES.clear()
+    server.routes["/api/v1/query"] = lambda params: PROTECTED_ROUTES["/api/v1/query"](params)
     server.start()
     yield f"https://127.0.0.1:{server.server_address[1]}", certificate[0]
     server.stop()
@@ -157,3 +163,21 @@ def test_a_bad_web_config_names_the_file_and_what_is_wrong(tmp_path, text, messa
     with pytest.raises(ConfigError, match=message) as exc:
         load_web_config(str(path))
     assert str(path) in str(exc.value)
+
+
+def test_the_collector_speaks_tls_and_basic_auth_to_prometheus(protected, tmp_path):
+    url, ca = protected
+    series = {"status": "success", "data": {"result": [
+        {"metric": {"client": "web", "server": "db"}, "value": [0, "3"]}]}}
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    settings = collector_config(args(prometheus=url, agents_ca_file=str(ca),
+                                     agents_username="prometheus",
+                                     agents_password_file=str(password)))
+    body = json.dumps(series).encode()
+    PROTECTED_ROUTES["/api/v1/query"] = lambda params: (200, body, "application/json")
+    graph = graph_from_prometheus(url, 60, timeout=5, opener=agent_opener(settings))
+    assert [(e["source"], e["target"]) for e in graph["edges"]] == [("web", "db")]
+    with pytest.raises(PrometheusError):
+        graph_from_prometheus(url, 60, timeout=5, opener=agent_opener(collector_config(
+            args(prometheus=url, agents_ca_file=str(ca)))))

@@ -22,6 +22,10 @@ ROLES = {Role.CLIENT: CLIENT, Role.SERVER: SERVER}
 # A reading that finds connections to virtual IPs it cannot name reads
 # conntrack again, at most this often (seconds).
 NAT_REFRESH_MIN = 1.0
+# Every namespace's conntrack is read at each reading while translations
+# are seen, and this often (seconds) while none are: reading them all is
+# most of what an idle agent does every 10 seconds.
+NAT_QUIET_REFRESH = 60.0
 # Readings are kept every `interval` for the last FINE_SPAN seconds and one
 # per COARSE_STEP seconds beyond: a window longer than FINE_SPAN starts at
 # most COARSE_STEP earlier than asked, and 15 minutes take 26 readings, not 92.
@@ -50,6 +54,7 @@ class EdgeSideRecorder:
         self._endpoints_at = float("-inf")
         self._nat = Conntrack()
         self._nat_at = float("-inf")
+        self._nat_all_at = float("-inf")  # the last read of every namespace's table
         self._virtual_ips_refused = 0
         self.max_window = max_window
         self._interval = interval
@@ -67,7 +72,9 @@ class EdgeSideRecorder:
 
     def record(self):
         """Keep a reading for later windows; called every `interval` seconds."""
-        self._refresh_nat(every_namespace=True)  # catch NAT entries while they last
+        if self._nat.found or time.monotonic() - self._nat_all_at >= NAT_QUIET_REFRESH:
+            self._refresh_nat(every_namespace=True)  # catch NAT entries while they last
+            self._nat_all_at = time.monotonic()
         self._fold_closed_connections()
         now, sides = time.monotonic(), self.sides()
         reading = {self._keys.setdefault(side.key, side.key): pack_counters(side)

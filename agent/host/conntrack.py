@@ -107,6 +107,7 @@ class Conntrack:
         self._lock = threading.Lock()  # the recorder and HTTP threads both read
         self.readable = True   # the last refresh could read some table
         self.truncated = 0     # refreshes that stopped at read_cap in some namespace
+        self.found = 0         # translations the last refresh read
         self._warned = False
 
     def refresh(self, every_namespace=True):
@@ -136,6 +137,7 @@ class Conntrack:
             self._warned = True
         with self._lock:
             self.readable = readable
+            self.found = len(found)
             for t in found:
                 self._remember(self._connections, (t.client, t.client_port, t.virtual,
                                                    t.virtual_port), (t.backend, t.backend_port))

@@ -47,11 +47,19 @@ REASONS = {
 MAX_COPIES = 64
 
 
-def library_mappings(proc="/proc"):
-    """{(major, minor, inode): (pid, path)} of every mapped copy of the library,
-    as /proc/PID/maps names it (path inside the process's mount namespace)."""
+# A process's maps are read at every scan for its first YOUNG_SECONDS (while
+# it execs and loads its libraries), then once per RESCAN_ROUNDS scans (it
+# may load the library long after it started).
+YOUNG_SECONDS = 5.0
+RESCAN_ROUNDS = 30
+
+
+def library_mappings(proc="/proc", pids=None):
+    """{(major, minor, inode): (pid, path)} of every mapped copy of the library
+    in processes `pids` (None: all), as /proc/PID/maps names it (path inside
+    the process's mount namespace)."""
     found = {}
-    for pid in procfs.pids(proc):
+    for pid in procfs.pids(proc) if pids is None else pids:
         try:
             # Mapped paths are any bytes the process chose.
             with open(f"{proc}/{pid}/maps", errors="surrogateescape") as maps:
@@ -112,6 +120,8 @@ class MarkerHooks:
         self._failed = set()
         self.refused = collections.Counter()  # reason -> copies refused
         self._lock = threading.Lock()
+        self._first_seen = {}  # pid -> when a scan first listed it (the last scan's pids)
+        self._round = 0
 
     @property
     def hooked(self):
@@ -126,9 +136,22 @@ class MarkerHooks:
         self.refused[reason] += 1
         log.warning("not hooking the marker library %s: %s", path, REASONS[reason])
 
+    def _due(self):
+        """The processes whose maps this scan reads: the young (first seen
+        less than YOUNG_SECONDS ago), and the others whose turn it is (each
+        every RESCAN_ROUNDS scans).  Reading every process's maps every
+        second was most of an idle agent's CPU."""
+        now = time.monotonic()
+        pids = procfs.pids(self._proc)
+        self._round = (self._round + 1) % RESCAN_ROUNDS
+        seen = {p: self._first_seen.get(p, now) for p in pids}
+        self._first_seen = seen
+        return [p for p, first in seen.items()
+                if now - first < YOUNG_SECONDS or p % RESCAN_ROUNDS == self._round]
+
     def scan(self):
         with self._lock:
-            for identity, (pid, path) in library_mappings(self._proc).items():
+            for identity, (pid, path) in library_mappings(self._proc, self._due()).items():
                 if identity in self._hooked or identity in self._failed:
                     continue
                 if len(self._hooked) >= self._max_copies:

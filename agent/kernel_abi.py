@@ -103,8 +103,9 @@ RTT_SAMPLE_EVERY = 8
 # gives up on the larger reader (6.1: E2BIG at 512, accepted at 256).
 SCAN_BYTES = 512
 SCAN_BYTES_SMALL = 256
-# Finished trace segments streamed to the OTLP exporter: ring buffer size
-# (pages) and a per-CPU rate cap.
+# Finished trace segments: at most SEGMENT_EVENTS_PER_SEC per CPU and second
+# are stored (and streamed to the OTLP exporter, through a ring buffer of
+# SEGMENT_RING_PAGES).
 SEGMENT_RING_PAGES = 64
 SEGMENT_EVENTS_PER_SEC = 2000
 # The latest observation per series, for exemplars (entries).

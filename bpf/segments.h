@@ -152,10 +152,11 @@ static __always_inline int segment_sampled_in(void)
 	segment_count(SEGMENT_COUNT_SAMPLED_OUT);
 	return 0;
 }
-#ifdef SEGMENT_STREAM
-/* Every finished segment, for the OTLP exporter: only when one is set. */
-BPF_RINGBUF_OUTPUT(segment_events, SEGMENT_RING_PAGES);
+/* How many finished segments this CPU stored in the current second. */
 BPF_PERCPU_ARRAY(segment_budget, struct segment_budget, 1);
+#ifdef SEGMENT_STREAM
+/* Every stored segment, for the OTLP exporter: only when one is set. */
+BPF_RINGBUF_OUTPUT(segment_events, SEGMENT_RING_PAGES);
 #endif
 /* A segment is too big for the BPF stack: new ones are built here. */
 BPF_PERCPU_ARRAY(segment_scratch, struct segment, 1);
@@ -212,9 +213,12 @@ static __always_inline void segment_commit(struct segment *s, u64 now)
 	s->end_ns = now;
 }
 
-#ifdef SEGMENT_STREAM
-/* At most SEGMENT_EVENTS_PER_SEC events per CPU and second; the rest are
- * counted as dropped. */
+/* At most SEGMENT_EVENTS_PER_SEC segments stored (and streamed) per CPU and
+ * second: the store keeps the last few thousand anyway, and at tens of
+ * thousands of requests a second the map updates were most of a traced
+ * request's cost.  The rest are counted (DROP_SEGMENT_RATE); every
+ * finished segment is counted, and figures, histograms and the graph never
+ * depend on it. */
 static __always_inline int segment_budget_take(u64 now)
 {
 	u32 zero = 0;
@@ -231,16 +235,13 @@ static __always_inline int segment_budget_take(u64 now)
 	return 1;
 }
 
-/* Stream a finished segment to user space (the OTLP exporter): without a
+#ifdef SEGMENT_STREAM
+/* Stream a stored segment to user space (the OTLP exporter): without a
  * wakeup, since the reader drains the ring on a timer (a wakeup per event
  * would cost a context switch each).  The ring holds a drain interval of
  * the rate cap on every CPU; past it, a segment is counted as dropped. */
-static __always_inline void segment_stream(struct segment *s, u64 now)
+static __always_inline void segment_stream(struct segment *s)
 {
-	if (!segment_budget_take(now)) {
-		count_drop(DROP_SEGMENT_RATE);
-		return;
-	}
 	struct segment *e = segment_events.ringbuf_reserve(sizeof(struct segment));
 	if (!e) {
 		count_drop(DROP_SEGMENT_RING);
@@ -292,20 +293,22 @@ static __always_inline void segment_finish(u32 tid, struct segment *s, u64 now)
 {
 	if (!s->end_ns)
 		segment_commit(s, now);
+	segment_count(SEGMENT_COUNT_FINISHED);
 	u32 zero = 0;
 	struct finish_scratch *f = segment_finish_scratch.lookup(&zero);
-	if (f) {
+	if (f && segment_budget_take(now)) {
 		__builtin_memcpy(f->finished.trace_id, s->ctx.trace_id, 16);
 		f->finished.tid = s->tid;
 		f->finished.pad = 0;
 		f->finished.start_ns = s->start_ns;
 		finished_segments.update(&f->finished, s);
 		segment_exemplars_put(f, s);
-	}
-	segment_count(SEGMENT_COUNT_FINISHED);
 #ifdef SEGMENT_STREAM
-	segment_stream(s, now);
+		segment_stream(s);
 #endif
+	} else {
+		count_drop(DROP_SEGMENT_RATE);
+	}
 	segments.delete(&tid);
 	u8 *traced = traced_threads.lookup(&tid);
 	if (traced)

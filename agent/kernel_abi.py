@@ -221,13 +221,15 @@ FNV_PRIME = 1099511628211
 MASK64 = (1 << 64) - 1
 
 
+def fnv1a(data, h=FNV_OFFSET):
+    """64-bit FNV-1a of `data` (bytes), continuing from `h`."""
+    for byte in data:
+        h = ((h ^ byte) * FNV_PRIME) & MASK64
+    return h
+
+
 def ident_hash(kind, name):
     """FNV-1a of the kind and name, as ident_hash() in bpf/identity.h: the key
     the kernel gives a process's identity, computed here for processes that
     predate the agent."""
-    h = ((FNV_OFFSET ^ int(kind)) * FNV_PRIME) & MASK64
-    for byte in name[: SERVICE_NAME_LEN - 1]:
-        if byte == 0:
-            break
-        h = ((h ^ byte) * FNV_PRIME) & MASK64
-    return h
+    return fnv1a(name[: SERVICE_NAME_LEN - 1].split(b"\0", 1)[0], fnv1a([int(kind)]))

@@ -9,8 +9,8 @@ import logging
 import threading
 import time
 
-from taskscope.agent.kernel_abi import (EDGE_FLUSH_NS, FNV_OFFSET, FNV_PRIME, MAP_SIZES, Drop,
-                                        IdentKind, Phase, Role, ident_hash)
+from taskscope.agent.kernel_abi import (EDGE_FLUSH_NS, MAP_SIZES, Drop, IdentKind, Phase, Role,
+                                        fnv1a, ident_hash)
 from taskscope.records.histogram import log2_slot
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ OWNER_MAPS = ("tcp_stats", "runqueue_latency", "blockio_latency", "tcp_connect_l
 # so the kernel never writes their entries and user space may add to them.
 RETIRED_CGROUP = 0
 BPF_NOEXIST = 1
+
+
+def _key_owner(map_name, key):
+    """The struct owner of an owner map's key (tcp_stats is keyed by one)."""
+    return key if map_name == "tcp_stats" else key.owner
 
 
 def _plain(value):
@@ -357,8 +362,7 @@ class KernelMaps:
                 continue
             counts = collections.Counter()
             for key, value in self.rows(name):
-                owner = value if name == "counter_slot_owners" else (
-                    key if name == "tcp_stats" else key.owner)
+                owner = value if name == "counter_slot_owners" else _key_owner(name, key)
                 counts[(owner.cgroup_id, owner.ident)] += 1
             out[name] = counts
         return out
@@ -374,10 +378,8 @@ class KernelMaps:
         identities see only SERVICE_NAME_LEN bytes), whose full text is kept
         here: a retired series shows the live one's name and labels."""
         encoded = service.encode("utf-8", "surrogateescape")
-        ident = FNV_OFFSET
         text = "\0".join(["retired", service, *(f"{k}={v}" for k, v in labels)])
-        for byte in text.encode("utf-8", "surrogateescape"):
-            ident = ((ident ^ byte) * FNV_PRIME) & MASK64
+        ident = fnv1a(text.encode("utf-8", "surrogateescape"))
         table = self._bpf["ident_names"]
         leaf = table.Leaf()
         leaf.kind = IdentKind.OTEL
@@ -414,13 +416,13 @@ class KernelMaps:
     def _retire_map(self, name, moves, reason):
         table = self._bpf[name]
         for key, value in self.rows(name):
-            owner = key if name == "tcp_stats" else key.owner
+            owner = _key_owner(name, key)
             target = moves.get((owner.cgroup_id, owner.ident), False)
             if target is False:
                 continue
             if target is not None:
                 into = table.Key.from_buffer_copy(bytes(key))
-                into_owner = into if name == "tcp_stats" else into.owner
+                into_owner = _key_owner(name, into)
                 into_owner.cgroup_id, into_owner.ident = RETIRED_CGROUP, target
                 merged = table.get(into) or table.Leaf()
                 for field, _ in table.Leaf._fields_:
@@ -496,7 +498,7 @@ class KernelMaps:
         table, n = self._bpf[name], 0
         with self._owners_lock:
             for key, _ in self.rows(name):
-                if chosen(key if name == "tcp_stats" else key.owner):
+                if chosen(_key_owner(name, key)):
                     table.pop(key, None)
                     n += 1
             self.reclaimed[(name, reason)] += n

@@ -10,20 +10,15 @@ keeps the last `capacity`) and a few more for the series it observed on
 """
 
 import collections
-import ipaddress
 import threading
 import time
 
-from taskscope.agent.host.devices import device_name
-from taskscope.agent.kernel.segment_reader import monotonic_to_wall, segment_from_event
-from taskscope.agent.kernel_abi import BlockOp, BlockStage, ExemplarKind
+from taskscope.agent.kernel.segment_reader import monotonic_to_wall, segment_from_event, series_of
 
 __all__ = ["TraceStore", "ExemplarRef"]
 
 # What an exemplar needs of its segment.
 ExemplarRef = collections.namedtuple("ExemplarRef", "trace_id end")
-WHAT = {ExemplarKind.RUNQUEUE: "runqueue", ExemplarKind.BLOCKIO: "blockio",
-        ExemplarKind.SERVER: "server"}
 
 
 class TraceStore:
@@ -81,21 +76,10 @@ class TraceStore:
         (several owners may make one service)."""
         index = {}
         for key, value in self._rows("segment_exemplars"):
-            what = WHAT.get(key.what)
-            if what is None:
+            found = series_of(key.what, key.op, key.stage, key.dev, key.peer)
+            if found is None:
                 continue
-            if what == "blockio":
-                if key.op not in BlockOp._value2member_map_ or \
-                        key.stage not in BlockStage._value2member_map_:
-                    continue
-                labels = (device_name(key.dev), BlockOp(key.op).name.lower(),
-                          BlockStage(key.stage).name.lower())
-            elif what == "server":
-                ip = ipaddress.ip_address(bytes(key.peer))
-                labels = (str(ip.ipv4_mapped or ip),)
-            else:
-                labels = ()
-            series = (self._resolver.resolve(key.owner.cgroup_id, key.owner.ident), what, labels)
+            series = (self._resolver.resolve(key.owner.cgroup_id, key.owner.ident), *found)
             end = (value.end_ns + self._wall_offset) / 1e9
             if series not in index or index[series][0].end < end:
                 index[series] = (ExemplarRef(bytes(value.trace_id).hex(), end),

@@ -31,25 +31,52 @@ def monotonic_to_wall():
     return time.time_ns() - time.monotonic_ns()
 
 
-def observations(event):
-    """The single observations the segment added to histogram series
-    (struct segment_samples), as Observation records."""
+NO_PEER = bytes(16)
+
+
+def observed(event):
+    """[(ExemplarKind, op, stage, dev, peer, ns)]: the single observations a
+    segment (struct segment) added to histogram series, raw, as
+    segment_exemplars_put() in bpf/segments.h keys them: its longest
+    run-queue wait, its slowest block IO per stage, the request it served."""
     samples, out = event.samples, []
     if samples.runqueue_ns:
-        out.append(Observation("runqueue", (), samples.runqueue_ns / 1e9))
-    for stage, ns, dev, op in ((BlockStage.QUEUE, samples.blk_queue_ns, samples.blk_queue_dev,
-                                samples.blk_queue_op),
-                               (BlockStage.DEVICE, samples.blk_device_ns, samples.blk_device_dev,
-                                samples.blk_device_op)):
-        if ns and op in BlockOp._value2member_map_:
-            out.append(Observation("blockio", (device_name(dev), BlockOp(op).name.lower(),
-                                               stage.name.lower()), ns / 1e9))
+        out.append((ExemplarKind.RUNQUEUE, 0, 0, 0, NO_PEER, samples.runqueue_ns))
+    if samples.blk_queue_ns:
+        out.append((ExemplarKind.BLOCKIO, samples.blk_queue_op, BlockStage.QUEUE,
+                    samples.blk_queue_dev, NO_PEER, samples.blk_queue_ns))
+    if samples.blk_device_ns:
+        out.append((ExemplarKind.BLOCKIO, samples.blk_device_op, BlockStage.DEVICE,
+                    samples.blk_device_dev, NO_PEER, samples.blk_device_ns))
     peer = bytes(samples.peer)
     if event.role == SegmentKind.SERVER and any(peer):
-        ip = ipaddress.ip_address(peer)
-        ip = ip.ipv4_mapped or ip
-        duration = max(event.end_ns - event.start_ns, 0)
-        out.append(Observation("server", (str(ip),), duration / 1e9))
+        out.append((ExemplarKind.SERVER, 0, 0, 0, peer, max(event.end_ns - event.start_ns, 0)))
+    return out
+
+
+def series_of(what, op, stage, dev, peer):
+    """(Observation.what, labels) of the series an observation is on, or None
+    for a kind, operation or stage this agent does not know."""
+    if what == ExemplarKind.RUNQUEUE:
+        return "runqueue", ()
+    if what == ExemplarKind.BLOCKIO:
+        if op not in BlockOp._value2member_map_ or stage not in BlockStage._value2member_map_:
+            return None
+        return "blockio", (device_name(dev), BlockOp(op).name.lower(),
+                           BlockStage(stage).name.lower())
+    if what == ExemplarKind.SERVER:
+        ip = ipaddress.ip_address(bytes(peer))
+        return "server", (str(ip.ipv4_mapped or ip),)
+    return None
+
+
+def observations(event):
+    """The segment's observations (observed()) as Observation records."""
+    out = []
+    for what, op, stage, dev, peer, ns in observed(event):
+        series = series_of(what, op, stage, dev, peer)
+        if series:
+            out.append(Observation(*series, ns / 1e9))
     return tuple(out)
 
 
@@ -88,30 +115,16 @@ def finished_key(table, segment):
 
 def exemplar_rows(table, segment):
     """[(key, value)] of segment_exemplars for the series `segment` observed
-    on, as segment_exemplars_put() in bpf/segments.h writes them."""
-    samples, rows = segment.samples, []
-
-    def row(what, value_ns, op=0, stage=0, dev=0, peer=None):
+    on (a segment finished here, as the kernel writes the ones it finishes)."""
+    rows = []
+    for what, op, stage, dev, peer, ns in observed(segment):
         key, value = table.Key(), table.Leaf()
         key.owner.cgroup_id, key.owner.ident = segment.owner.cgroup_id, segment.owner.ident
         key.what, key.op, key.stage, key.dev = what, op, stage, dev
-        if peer:
-            ctypes.memmove(key.peer, peer, 16)
+        ctypes.memmove(key.peer, peer, 16)
         ctypes.memmove(value.trace_id, bytes(segment.ctx.trace_id), 16)
-        value.value_ns, value.end_ns = value_ns, segment.end_ns
+        value.value_ns, value.end_ns = ns, segment.end_ns
         rows.append((key, value))
-
-    if samples.runqueue_ns:
-        row(ExemplarKind.RUNQUEUE, samples.runqueue_ns)
-    if samples.blk_queue_ns:
-        row(ExemplarKind.BLOCKIO, samples.blk_queue_ns, samples.blk_queue_op, BlockStage.QUEUE,
-            samples.blk_queue_dev)
-    if samples.blk_device_ns:
-        row(ExemplarKind.BLOCKIO, samples.blk_device_ns, samples.blk_device_op,
-            BlockStage.DEVICE, samples.blk_device_dev)
-    peer = bytes(samples.peer)
-    if segment.role == SegmentKind.SERVER and any(peer):
-        row(ExemplarKind.SERVER, max(segment.end_ns - segment.start_ns, 0), peer=peer)
     return rows
 
 

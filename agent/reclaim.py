@@ -81,8 +81,8 @@ class OwnerReclaim:
         gone = {}
         if live_cgroups is None:
             if not self._warned_namespace:
-                log.warning("cgroup root %s is not the hierarchy's root: entries of removed "
-                            "cgroups are reclaimed only when a map fills", self._cgroups.root)
+                log.warning("cgroup root %s is not the hierarchy's root: owners are reclaimed "
+                            "only once no process holds their identity", self._cgroups.root)
                 self._warned_namespace = True
         else:
             live_cgroups |= ALWAYS_LIVE
@@ -107,15 +107,17 @@ class OwnerReclaim:
             for ident in expired:
                 del self._retired_at[ident]
             result["retired_expired"] = len(expired)
-        for name in self._maps.owners():
-            if self._maps.fill(name) >= HIGH_WATER:
+        # A map under HIGH_WATER before the moves is under it after them: only
+        # those above it are read again, for their fill as of now.
+        for name in owners:
+            if self._maps.fill(name) >= HIGH_WATER and self._fill_now(name) >= HIGH_WATER:
                 self._drop_all_retired([name], f"{name} stays {100 * self._maps.fill(name):.0f}%"
                                        " full after reclaim")
-        if self._maps.has("ident_names") and self._names_fill() >= HIGH_WATER:
-            self._forget_names()
-            if self._names_fill() >= HIGH_WATER:
+        if self._maps.has("ident_names") and self._fill_now("ident_names") >= HIGH_WATER:
+            self._forget_names(live_idents)
+            if self._fill_now("ident_names") >= HIGH_WATER:
                 self._drop_all_retired(list(owners), "ident_names stays full")
-                self._forget_names()
+                self._forget_names(live_idents)
         if freed:
             self._maps.release_slots(tgids, freed)
         if result:
@@ -123,14 +125,12 @@ class OwnerReclaim:
                 f"{n} {reason.replace('_', ' ')}" for reason, n in result.items()))
         return result
 
-    def _names_fill(self):
-        self._maps.rows("ident_names")  # its fill, as of now
-        return self._maps.fill("ident_names")
+    def _fill_now(self, name):
+        self._maps.rows(name)  # the fill as of now
+        return self._maps.fill(name)
 
-    def _forget_names(self):
-        keep = self._maps.referenced_identities()
-        keep |= self._maps.identities_of(procfs.pids(self._proc))
-        self._maps.forget_identities(keep)
+    def _forget_names(self, live_idents):
+        self._maps.forget_identities(self._maps.referenced_identities() | live_idents)
 
     def _drop_all_retired(self, names, why):
         dropped = sum(self._maps.drop_retired(name) for name in names)

@@ -241,7 +241,6 @@ class PodMetadata:
         self._owners = {}
         self._owner_cache_size = owner_cache_size
         self._lock = threading.Lock()
-        self._last_refresh = float("-inf")
         self.failures = 0
 
     def _owner_of(self, namespace, kind, name):
@@ -278,12 +277,11 @@ class PodMetadata:
             if not isinstance(found, list):
                 raise ValueError("the pod list's items are not a list")
             items += found
-            metadata = page.get("metadata") if isinstance(page.get("metadata"), dict) else {}
-            version = version or metadata.get("resourceVersion")
-            cont = metadata.get("continue")
-            if not cont or not isinstance(cont, str):
+            version = version or _metadata_string(page, "resourceVersion")
+            cont = _metadata_string(page, "continue")
+            if not cont:
                 break
-        return items, version if isinstance(version, str) else None
+        return items, version
 
     def refresh(self):
         """List the pods anew; True if it worked.  `version` is then the list's
@@ -323,7 +321,6 @@ class PodMetadata:
         containers, pods = index_pods({"items": pods}, self._owner_of)
         with self._lock:
             self._containers, self._pods = containers, pods
-            self._last_refresh = time.monotonic()
         log.debug("pod metadata: %d pods, %d containers", len(pods), len(containers))
 
     def watch(self, version, stop):
@@ -346,9 +343,7 @@ class PodMetadata:
                     log.info("pod watch ended by the API (%s): listing again",
                              pod.get("code", "no code"))
                     return None
-                found = (pod.get("metadata") or {}).get("resourceVersion") \
-                    if isinstance(pod.get("metadata"), dict) else None
-                version = found if isinstance(found, str) and found else version
+                version = _metadata_string(pod, "resourceVersion") or version
                 uid = _uid(pod)
                 if kind in ("ADDED", "MODIFIED") and uid is not None:
                     self._items[uid] = pod
@@ -393,7 +388,12 @@ class PodMetadata:
                 return
 
 
+def _metadata_string(obj, field):
+    """obj["metadata"][field] when the API gave a string there, else None."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    value = metadata.get(field) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def _uid(pod):
-    metadata = pod.get("metadata") if isinstance(pod, dict) else None
-    uid = metadata.get("uid") if isinstance(metadata, dict) else None
-    return uid if isinstance(uid, str) and uid else None
+    return _metadata_string(pod, "uid") or None

@@ -62,6 +62,17 @@ def wrk(port, seconds, connections, path="/index.html", paced=False):
     return requests, rate
 
 
+def scrape(url, timeout=30):
+    """{series as /metrics writes it, `name{labels}`: value} of one scrape."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=timeout).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
 def busy_ticks():
     """Non-idle CPU ticks of the whole machine; steal (the host's noise) excluded."""
     with open("/proc/stat") as f:

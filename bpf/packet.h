@@ -1,9 +1,93 @@
-/* A TCP packet as the cgroup_skb programs see it (packets.bpf.c): its IP
- * and TCP headers, read in place, and its flow as the socket sees it. */
+/* A TCP packet as the cgroup_skb programs see it (packets.bpf.c): the few
+ * header fields every packet needs, read in place, and its flow as the
+ * socket sees it, read only when it is needed. */
 #ifndef TASKSCOPE_PACKET_H
 #define TASKSCOPE_PACKET_H
 
 #include "common.h"
+
+/* What every packet's program needs of its headers. */
+struct packet {
+	u32 ip_len;  /* the IP header's length */
+	u32 off;     /* where the TCP payload starts */
+	u32 seq;     /* the TCP sequence number of its first payload byte */
+	u32 len;     /* payload bytes: 0 for an ACK, a SYN, a bare FIN */
+};
+
+/* IP and TCP header fields from `h`, whose first `have` bytes are the
+ * packet's (the fallback of packet_read, on the stack). */
+static __always_inline int packet_parse_copy(const u8 *h, u32 have, u32 skb_len,
+					     struct packet *p)
+{
+	u32 ip_len;
+	if ((h[0] >> 4) == 4) {
+		/* TCP, and not a fragment (flags MF or an offset). */
+		if (h[9] != IPPROTO_TCP_ || (h[6] & 0x3f) || h[7])
+			return 0;
+		ip_len = (h[0] & 0xf) * 4;
+		if (ip_len < 20 || ip_len > 40)
+			return 0;
+	} else if ((h[0] >> 4) == 6) {
+		if (h[6] != IPPROTO_TCP_)
+			return 0;
+		ip_len = 40;
+	} else {
+		return 0;
+	}
+	if (ip_len + 20 > have)
+		return 0;
+	const u8 *t = h + (ip_len & 0x3c);
+	p->ip_len = ip_len;
+	p->seq = (u32)t[4] << 24 | (u32)t[5] << 16 | (u32)t[6] << 8 | t[7];
+	p->off = ip_len + (t[12] >> 4) * 4;
+	p->len = skb_len > p->off ? skb_len - p->off : 0;
+	return p->len != 0;
+}
+
+/* The packet's header fields into `p`; 1 if it is TCP with payload, else 0
+ * (not TCP, a fragment, or no payload: let it be).  The headers are in the
+ * linear part of the packet at these hooks, so they are read in place with
+ * a load per field (no copy: copying 60 bytes through the stack cost more
+ * than the rest of a packet's program); reading through the helper, which
+ * also reaches page fragments, is only the fallback. */
+static __always_inline int packet_read(struct __sk_buff *skb, struct packet *p)
+{
+	u32 skb_len = skb->len;
+	/* Too short for payload behind the smallest IP and TCP headers. */
+	if (skb_len <= 40)
+		return 0;
+	u8 *data = (u8 *)(long)skb->data, *end = (u8 *)(long)skb->data_end;
+	if (data + 40 > end) {
+		u8 h[60];
+		u32 have = skb_len >= 60 ? 60 : 40;
+		if (have == 60 ? bpf_skb_load_bytes(skb, 0, h, 60) : bpf_skb_load_bytes(skb, 0, h, 40))
+			return 0;
+		return packet_parse_copy(h, have, skb_len, p);
+	}
+	u32 ip_len;
+	u8 version = data[0] >> 4;
+	if (version == 4) {
+		if (data[9] != IPPROTO_TCP_ || (data[6] & 0x3f) || data[7])
+			return 0;
+		ip_len = (data[0] & 0xf) * 4;
+		if (ip_len < 20)
+			return 0;
+	} else if (version == 6) {
+		if (data[6] != IPPROTO_TCP_)
+			return 0;
+		ip_len = 40;
+	} else {
+		return 0;
+	}
+	u8 *t = data + ip_len;
+	if (t + 20 > end)
+		return 0;
+	p->ip_len = ip_len;
+	p->seq = __builtin_bswap32(*(u32 *)(t + 4));
+	p->off = ip_len + (t[12] >> 4) * 4;
+	p->len = skb_len > p->off ? skb_len - p->off : 0;
+	return p->len != 0;
+}
 
 /* A TCP flow as the socket sees it: addresses as v4-mapped IPv6, ports in
  * host order. */
@@ -22,11 +106,21 @@ static __always_inline void v4_mapped(u8 *dst, const u8 *v4)
 	__builtin_memcpy(dst + 12, v4, 4);
 }
 
-/* The flow of a packet as its socket sees it; `h` holds its IP header and
- * the TCP header's first bytes. */
-static __always_inline void packet_flow(const u8 *h, u32 ip_len, int ingress, struct flow *f)
+/* The flow of a packet read by packet_read, as its socket sees it (zeroed
+ * by the caller); 0 on success.  Only a request's context and an unknown
+ * socket's adoption need it, so its addresses are copied here, not in
+ * every packet's program. */
+static __always_inline int packet_flow(struct __sk_buff *skb, const struct packet *p, int ingress,
+				       struct flow *f)
 {
-	const u8 *ports = h + (ip_len & 0x3f);
+	u8 h[68] = {};
+	/* Up to the ports: ip_len + 4 bytes, 24..64; the size is passed as
+	 * (n - 24) + 24 so that verifiers before 6.x see it is never 0. */
+	u64 more = p->ip_len - 20;
+	asm volatile("" : "+r"(more));
+	if (more > 40 || bpf_skb_load_bytes(skb, 0, h, more + 24))
+		return -1;
+	const u8 *ports = h + (p->ip_len & 0x3c);
 	u16 sport = (u16)ports[0] << 8 | ports[1], dport = (u16)ports[2] << 8 | ports[3];
 	f->local_port = ingress ? dport : sport;
 	f->peer_port = ingress ? sport : dport;
@@ -37,63 +131,7 @@ static __always_inline void packet_flow(const u8 *h, u32 ip_len, int ingress, st
 		v4_mapped(ingress ? f->peer : f->local, h + 12);
 		v4_mapped(ingress ? f->local : f->peer, h + 16);
 	}
-}
-
-/* An IPv6 header and TCP's first 20 bytes; IPv4 without options needs 40. */
-#define HEAD_BYTES 60
-#define HEAD_BYTES_V4 40
-/* The packet's IP and TCP headers into `h` (zeroed by the caller).  They are
- * in the linear part of the packet at this hook: read in place, which costs
- * less than the helper that can also read page fragments; the helper is only
- * a fallback.  Returns the IP header's length, or 0 to let the packet be. */
-static __always_inline u32 packet_headers(struct __sk_buff *skb, u8 *h)
-{
-	u8 *data = (u8 *)(long)skb->data, *data_end = (u8 *)(long)skb->data_end;
-	u32 have = 0;
-	if (data + HEAD_BYTES <= data_end) {
-		__builtin_memcpy(h, data, HEAD_BYTES);
-		have = HEAD_BYTES;
-	} else if (data + HEAD_BYTES_V4 <= data_end) {
-		__builtin_memcpy(h, data, HEAD_BYTES_V4);
-		have = HEAD_BYTES_V4;
-	}
-	u32 ip_len;
-	if (!have) {
-		if (bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
-			return 0;
-		have = HEAD_BYTES;
-	}
-	if ((h[0] >> 4) == 4) {
-		/* TCP, and not a fragment (flags MF or an offset). */
-		if (h[9] != IPPROTO_TCP_ || (h[6] & 0x3f) || h[7])
-			return 0;
-		ip_len = (h[0] & 0xf) * 4;
-		if (ip_len < 20 || ip_len > 40)
-			return 0;
-	} else if ((h[0] >> 4) == 6) {
-		if (h[6] != IPPROTO_TCP_)
-			return 0;
-		ip_len = 40;
-	} else {
-		return 0;
-	}
-	if (ip_len + 20 > have && bpf_skb_load_bytes(skb, 0, h, HEAD_BYTES))
-		return 0;
-	return ip_len;
-}
-
-/* Where the TCP payload starts: after the IP header and the TCP header's
- * data offset. */
-static __always_inline u32 payload_offset(const u8 *h, u32 ip_len)
-{
-	return ip_len + (h[(ip_len + 12) & 0x3f] >> 4) * 4;
-}
-
-/* The TCP sequence number of the packet's first payload byte. */
-static __always_inline u32 packet_seq(const u8 *h, u32 ip_len)
-{
-	const u8 *t = h + (ip_len & 0x3f);
-	return (u32)t[4] << 24 | (u32)t[5] << 16 | (u32)t[6] << 8 | t[7];
+	return 0;
 }
 
 #endif

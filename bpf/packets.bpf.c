@@ -2,11 +2,11 @@
  * every container and network namespace, seen at the IP layer of this
  * host (attached to the cgroup v2 root by agent/kernel/packet_hooks.py).
  * A TCP packet with payload feeds the exchange, byte and RTT counting
- * (tcp/packets.h, TCP_PACKETS); one whose payload starts an HTTP request
- * goes on, by a tail call, to the trace-context reader (traceparent.h,
- * TRACE_WIRE).  Two programs, because the verifiers before 6.x give up on
- * one that holds both ("Argument list too long" on 6.1), and only requests
- * pay for the second.  cgroup_skb programs must return 1 to let the packet
+ * (tcp/packets.h, TCP_PACKETS); one that begins a request goes on, by a
+ * tail call, to the trace-context reader (traceparent.h, TRACE_WIRE).
+ * Two programs, because the verifiers before 6.x give up on one that holds
+ * both ("Argument list too long" on 6.1), and only requests pay for the
+ * second.  cgroup_skb programs must return 1 to let the packet
  * through; these always do. */
 
 #include "packet.h"
@@ -18,35 +18,31 @@
 BPF_PROG_ARRAY(packet_wire, 2);
 #endif
 
-/* The packet's headers into `h`; the payload's offset, or 0 when the packet
- * has none (an ACK, a SYN, a bare FIN) or is no TCP. */
-static __always_inline u32 payload_of(struct __sk_buff *skb, u8 *h, u32 *ip_len)
+/* On to the wire program of the packet's direction (no return on success). */
+static __always_inline void wire_reader(struct __sk_buff *skb, int ingress)
 {
-	/* Too short for payload behind the smallest IP and TCP headers. */
-	if (skb->len <= HEAD_BYTES_V4)
-		return 0;
-	*ip_len = packet_headers(skb, h);
-	if (!*ip_len)
-		return 0;
-	u32 off = payload_offset(h, *ip_len);
-	return skb->len > off ? off : 0;
+#ifdef TRACE_WIRE
+	packet_wire.call(skb, ingress ? 0 : 1);
+#endif
 }
 
 static __always_inline int on_packet(struct __sk_buff *skb, int ingress)
 {
-	u8 h[HEAD_BYTES] = {};
-	u32 ip_len = 0;
-	u32 off = payload_of(skb, h, &ip_len);
-	if (!off)
+	struct packet p = {};
+	if (!packet_read(skb, &p))
 		return 1;
 #ifdef TCP_PACKETS
-	tcp_packet(skb, h, ip_len, off, ingress);
-#endif
-#ifdef TRACE_WIRE
+	/* A request begins on a connection of the graph: only then can it carry
+	 * a trace context worth reading. */
+	if (tcp_packet(skb, &p, ingress) == PACKET_REQUEST_BEGAN)
+		wire_reader(skb, ingress);
+#elif defined(TRACE_WIRE)
+	/* No exchanges here to say where requests begin: every packet that
+	 * starts with a method is one. */
 	u32 method = 0;
-	if (skb->len >= off + REQUEST_MIN && !bpf_skb_load_bytes(skb, off, &method, 4) &&
+	if (p.len >= REQUEST_MIN && !bpf_skb_load_bytes(skb, p.off, &method, 4) &&
 	    http_request_start(method))
-		packet_wire.call(skb, ingress ? 0 : 1);
+		wire_reader(skb, ingress);
 #endif
 	return 1;
 }
@@ -64,11 +60,12 @@ int packet_egress(struct __sk_buff *skb)
 #ifdef TRACE_WIRE
 static __always_inline int on_request(struct __sk_buff *skb, int ingress)
 {
-	u8 h[HEAD_BYTES] = {};
-	u32 ip_len = 0;
-	u32 off = payload_of(skb, h, &ip_len);
-	if (off)
-		trace_skb(skb, h, ip_len, off, ingress);
+	struct packet p = {};
+	if (packet_read(skb, &p) && trace_skb(skb, &p, ingress)) {
+#if defined(TCP_TRACES) && defined(TCP_PACKETS)
+		tcp_packet_traced(skb);
+#endif
+	}
 	return 1;
 }
 

@@ -160,58 +160,60 @@ static __always_inline int find_trace_context(struct trace_context *ctx, struct 
 	return parse_traceparent(ctx, b + at);
 }
 
-/* A request's first packet, its first REQUEST_MIN bytes in buf: look for
- * a trace context in the rest of its first SCAN_BYTES. */
-static __always_inline void trace_request(struct __sk_buff *skb, struct scan_buffer *buf,
-					  const u8 *h, u32 ip_len, u32 off, int ingress)
+/* Zero the first `len` bytes of the scratch buffer (rounded up to 64): the
+ * buffer outlives the packet, and payload bytes (cookies, tokens) must not
+ * sit in a map anyone with CAP_BPF could dump.  Only what was read is
+ * cleared, so a short request costs a short clear. */
+static __always_inline void scan_clear(struct scan_buffer *buf, u32 len)
 {
-	u64 len = skb->len - off;
-	if (len > SCAN_BYTES)
-		len = SCAN_BYTES;
-	/* The rest, less one: bounds the verifier can see whatever clang made of
-	 * the above, and a size of at least one byte, which verifiers before
-	 * 6.x cannot learn from a test against zero (6.1 refuses the program
-	 * with "invalid access to map value ... size=0"). */
-	u64 more = len - REQUEST_MIN - 1;
-	asm volatile("" : "+r"(more));
-	if (more < SCAN_BYTES - REQUEST_MIN &&
-	    bpf_skb_load_bytes(skb, off + REQUEST_MIN, buf->bytes + REQUEST_MIN, more + 1))
-		return;
-	struct trace_context tc = {};
-	if (find_trace_context(&tc, buf, len) || (!(tc.flags & 1) && !TRACE_UNSAMPLED))
-		return;
-	struct flow f = {};
-	packet_flow(h, ip_len, ingress, &f);
-	pending_traces.update(&f, &tc);
-	/* Tells exchanges that a lookup in pending_traces may find something. */
-	u32 zero = 0;
-	u64 *seen = pending_seen.lookup(&zero);
-	if (seen)
-		*seen = bpf_ktime_get_ns();
+#pragma unroll
+	for (u32 i = 0; i < SCAN_BYTES / 64; i++) {
+		if (i * 64 >= len)
+			break;
+		__builtin_memset(buf->bytes + i * 64, 0, 64);
+	}
 }
 
-/* A packet with payload (headers in `h`, payload from `off`): the payload's
- * first bytes are read, and out unless they start a request.  What was read
- * is cleared before returning: the scratch buffer outlives the packet, and
- * payload bytes (cookies, tokens) must not sit in a map anyone with
- * CAP_BPF could dump. */
-static __always_inline void trace_skb(struct __sk_buff *skb, const u8 *h, u32 ip_len, u32 off,
-				      int ingress)
+/* A packet that may begin a request (its header fields in `p`): if it does,
+ * look for a trace context in its first SCAN_BYTES and, if one is found,
+ * leave it in pending_traces for the request's exchange.  Returns 1 when a
+ * context was left there. */
+static __always_inline int trace_skb(struct __sk_buff *skb, const struct packet *p, int ingress)
 {
-	if (skb->len < off + REQUEST_MIN)
-		return;
+	if (p->len < REQUEST_MIN)
+		return 0;
 	u32 zero = 0;
 	struct scan_buffer *buf = trace_scan.lookup(&zero);
 	if (!buf)
-		return;
-	if (bpf_skb_load_bytes(skb, off, buf->bytes, REQUEST_MIN))
-		return;
-	if (http_request_start(*(u32 *)buf->bytes)) {
-		trace_request(skb, buf, h, ip_len, off, ingress);
-		__builtin_memset(buf->bytes, 0, sizeof(buf->bytes));
-	} else {
-		__builtin_memset(buf->bytes, 0, REQUEST_MIN);
+		return 0;
+	u32 len = p->len > SCAN_BYTES ? SCAN_BYTES : p->len;
+	/* One read of all that is scanned.  The size goes as (len - REQUEST_MIN)
+	 * + REQUEST_MIN: bounds the verifier can see whatever clang made of the
+	 * above, and a size it knows is not 0, which verifiers before 6.x
+	 * cannot learn from a test ("invalid access to map value ... size=0"
+	 * on 6.1). */
+	u64 more = len - REQUEST_MIN;
+	asm volatile("" : "+r"(more));
+	if (more > SCAN_BYTES - REQUEST_MIN ||
+	    bpf_skb_load_bytes(skb, p->off, buf->bytes, more + REQUEST_MIN))
+		return 0;
+	int found = 0;
+	struct trace_context tc = {};
+	if (http_request_start(*(u32 *)buf->bytes) && !find_trace_context(&tc, buf, len) &&
+	    ((tc.flags & 1) || TRACE_UNSAMPLED)) {
+		struct flow f = {};
+		if (!packet_flow(skb, p, ingress, &f)) {
+			pending_traces.update(&f, &tc);
+			/* Tells exchanges that a lookup in pending_traces may
+			 * find something. */
+			u64 *seen = pending_seen.lookup(&zero);
+			if (seen)
+				*seen = bpf_ktime_get_ns();
+			found = 1;
+		}
 	}
+	scan_clear(buf, len);
+	return found;
 }
 #endif
 

@@ -4,6 +4,8 @@ One module, because every BCC compile costs seconds of CPU; a probe that
 breaks the compile is isolated and left out rather than taking the rest down.
 """
 
+import ctypes
+import functools
 import importlib.resources
 import logging
 import os
@@ -95,9 +97,32 @@ def module_text(entry=ENTRY):
     return _expand(entry, ()).encode()
 
 
+BPF_MAP_TYPE_ARRAY = 2
+BPF_F_MMAPABLE = 1 << 10
+
+
+@functools.cache
+def map_flag_defines():
+    """-D flags for map flags this kernel may or may not take, found by
+    creating a small map with them once.  BPF_F_MMAPABLE (5.5+) puts an
+    array's values on a page boundary, so the socket table's slots
+    (bpf/tcp/sockets.h) start on cache lines; an older kernel refuses the
+    flag and the table works unaligned."""
+    lib = ctypes.CDLL("libbcc.so.0", use_errno=True)
+    lib.bcc_create_map.argtypes = [ctypes.c_int, ctypes.c_char_p] + [ctypes.c_int] * 4
+    fd = lib.bcc_create_map(BPF_MAP_TYPE_ARRAY, b"ts_feature", 4, 64, 1, BPF_F_MMAPABLE)
+    if fd < 0:
+        log.info("socket slots are not cache-aligned: this kernel cannot make its arrays "
+                 "mappable (%s)", os.strerror(ctypes.get_errno()))
+        return ["-DSOCKET_SLOTS_FLAGS=0"]
+    os.close(fd)
+    return [f"-DSOCKET_SLOTS_FLAGS={BPF_F_MMAPABLE}"]
+
+
 def _compile(bcc, selection, probes, options):
     return bcc.BPF(text=module_text(),
-                   cflags=kernel_abi.cflags(selection.defines(probes), options=options))
+                   cflags=[*kernel_abi.cflags(selection.defines(probes), options=options),
+                           *map_flag_defines()])
 
 
 def load(selection, options=kernel_abi.BuildOptions()):

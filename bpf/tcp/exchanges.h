@@ -87,6 +87,26 @@ static __always_inline void edge_latency_flush(struct tcp_sock_info *i)
 	i->batch_ns = 0;
 }
 
+/* The socket's bytes are held in u32 (to keep its hot fields in one cache
+ * line): they go to the edge before they reach this, whatever the time. */
+#define UNFLUSHED_MAX (1U << 30)
+
+/* Move the connection's byte counts and failed exchanges onto its edge. */
+static __always_inline void edge_stats_flush(struct tcp_sock_info *i)
+{
+	if (!(i->unflushed_sent || i->unflushed_received || i->unflushed_failed))
+		return;
+	struct edge_stats *e = edge_stats_of(&i->edge);
+	if (e) {
+		__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
+		__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
+		__sync_fetch_and_add(&e->failed_requests, i->unflushed_failed);
+	}
+	i->unflushed_sent = 0;
+	i->unflushed_received = 0;
+	i->unflushed_failed = 0;
+}
+
 /* Close the exchange in progress (if its response has begun) and, at close
  * or at most once a second, move the connection's batched latencies and
  * byte counts onto its edge: updating the edge's hash entries on every
@@ -107,17 +127,7 @@ static __always_inline void edge_flush(struct tcp_sock_info *i, u64 now, int clo
 	}
 	if (closing || now - i->flushed_ns >= EDGE_FLUSH_NS) {
 		edge_latency_flush(i);
-		if (i->unflushed_sent || i->unflushed_received || i->unflushed_failed) {
-			struct edge_stats *e = edge_stats_of(&i->edge);
-			if (e) {
-				__sync_fetch_and_add(&e->sent_bytes, i->unflushed_sent);
-				__sync_fetch_and_add(&e->received_bytes, i->unflushed_received);
-				__sync_fetch_and_add(&e->failed_requests, i->unflushed_failed);
-			}
-			i->unflushed_sent = 0;
-			i->unflushed_received = 0;
-			i->unflushed_failed = 0;
-		}
+		edge_stats_flush(i);
 		i->flushed_ns = now;
 	}
 }
@@ -221,11 +231,12 @@ static __always_inline void trace_exchange_taken(struct tcp_sock_info *i, u64 sk
 /* Request/response exchanges from the direction of the byte stream: for a
  * server a request starts with the first bytes received after it sent (or
  * ever), its response ends with the last bytes sent before it receives
- * again; a client is the mirror image. */
-static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret, int sent)
+ * again; a client is the mirror image.  Returns 1 when a request began. */
+static __always_inline int edge_track(struct tcp_sock_info *i, u64 key, int ret, int sent)
 {
 	if (!i->edge.role)
-		return;
+		return 0;
+	int began = 0;
 	u64 now = bpf_ktime_get_ns();
 	if ((i->edge.role == ROLE_CLIENT) == (sent != 0)) {
 		if (i->phase == PHASE_RESPONSE)
@@ -233,6 +244,7 @@ static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret
 		if (i->phase == PHASE_IDLE) {
 			i->exchange_start_ns = now;
 			i->phase = PHASE_REQUEST;
+			began = 1;
 			if (!i->listed) {
 				u8 one = 1;
 				tcp_exchange_sockets.update(&key, &one);
@@ -243,8 +255,9 @@ static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret
 #ifdef TCP_PACKETS
 			/* A packet's program runs in softirq or in whatever
 			 * thread sends: the thread that reads on this socket
-			 * next takes up the trace (tcp/reads.bpf.c). */
-			i->await_reader = 1;
+			 * next takes up the trace, if the wire reader finds
+			 * one in this request (traceparent.h, tcp/reads.bpf.c). */
+			i->await_reader = 0;
 #else
 			trace_exchange_taken(i, key, now, now);
 #endif
@@ -258,6 +271,9 @@ static __always_inline void edge_track(struct tcp_sock_info *i, u64 key, int ret
 		i->unflushed_sent += ret;
 	else
 		i->unflushed_received += ret;
+	if ((i->unflushed_sent | i->unflushed_received) >= UNFLUSHED_MAX)
+		edge_stats_flush(i);
+	return began;
 }
 #endif
 

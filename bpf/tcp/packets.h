@@ -79,26 +79,27 @@ BPF_PERCPU_ARRAY(tcp_adopt_scratch, struct adopt_scratch, 1);
  * as open before the agent (adopted, owner and edge included), else one
  * that is not ours, remembered as such so that its next packet costs one
  * lookup. */
-static __always_inline struct tcp_sock_info *tcp_adopt_packet(u64 sk, const u8 *h, u32 ip_len,
-							      int ingress)
+static __always_inline struct tcp_sock_info *tcp_adopt_packet(struct __sk_buff *skb, u64 sk,
+							      const struct packet *p, int ingress)
 {
 	u32 zero = 0;
 	struct adopt_scratch *a = tcp_adopt_scratch.lookup(&zero);
 	if (!a)
 		return 0;
 	__builtin_memset(a, 0, sizeof(*a));
-	packet_flow(h, ip_len, ingress, &a->flow);
-	a->key.local_port = a->flow.local_port;
-	a->key.peer_port = a->flow.peer_port;
-	__builtin_memcpy(a->key.local, a->flow.local, 16);
-	__builtin_memcpy(a->key.peer, a->flow.peer, 16);
-	struct edge_key *listed = tcp_preexisting.lookup(&a->key);
-	if (listed) {
-		a->info.edge = *listed;
-		a->info.owner = listed->owner;
-		a->info.local_port = a->key.local_port;
-		a->info.peer_port = a->key.peer_port;
-		tcp_preexisting.delete(&a->key);
+	if (!packet_flow(skb, p, ingress, &a->flow)) {
+		a->key.local_port = a->flow.local_port;
+		a->key.peer_port = a->flow.peer_port;
+		__builtin_memcpy(a->key.local, a->flow.local, 16);
+		__builtin_memcpy(a->key.peer, a->flow.peer, 16);
+		struct edge_key *listed = tcp_preexisting.lookup(&a->key);
+		if (listed) {
+			a->info.edge = *listed;
+			a->info.owner = listed->owner;
+			a->info.local_port = a->key.local_port;
+			a->info.peer_port = a->key.peer_port;
+			tcp_preexisting.delete(&a->key);
+		}
 	}
 	return tcp_socket_store(sk, &a->info);
 }
@@ -116,40 +117,45 @@ static __always_inline void tcp_packet_bytes(struct tcp_sock_info *i, u32 fresh,
 #endif
 }
 
-/* A TCP packet with payload: headers in `h`, payload from `off`. */
-static __always_inline void tcp_packet(struct __sk_buff *skb, const u8 *h, u32 ip_len, u32 off,
-				       int ingress)
+/* tcp_packet's answer: the packet begins a request on a connection of the
+ * service graph (a server's arriving, a client's leaving), the one packet
+ * of an exchange where a trace context can be. */
+#define PACKET_REQUEST_BEGAN 1
+
+/* A TCP packet with payload, its headers read into `p`. */
+static __always_inline int tcp_packet(struct __sk_buff *skb, const struct packet *p, int ingress)
 {
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
-		return;
+		return 0;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
-		return;
+		return 0;
 	u64 key = sock_address(sk);
 	if (!key)
-		return;
+		return 0;
 	struct tcp_sock_info *i = tcp_socket_lookup(key);
 	if (!i) {
 #ifdef TCP_EXCHANGES
-		i = tcp_adopt_packet(key, h, ip_len, ingress);
+		i = tcp_adopt_packet(skb, key, p, ingress);
 #endif
 		if (!i)
-			return;
+			return 0;
 	}
-	u32 fresh = fresh_bytes(i, ingress, packet_seq(h, ip_len), skb->len - off);
+	u32 fresh = fresh_bytes(i, ingress, p->seq, p->len);
 	if (!fresh)
-		return;
+		return 0;
+	int began = 0;
 #ifdef TCP_EXCHANGES
 	/* The first payload of a response: its status line, if HTTP/1.x. */
 	if (i->edge.role && i->phase == PHASE_REQUEST && (i->edge.role == ROLE_CLIENT) == ingress &&
-	    skb->len >= off + HTTP_STATUS_BYTES) {
+	    p->len >= HTTP_STATUS_BYTES) {
 		u8 status[HTTP_STATUS_BYTES];
-		if (!bpf_skb_load_bytes(skb, off, status, HTTP_STATUS_BYTES) &&
+		if (!bpf_skb_load_bytes(skb, p->off, status, HTTP_STATUS_BYTES) &&
 		    http_status_failed(status))
 			i->exchange_failed = 1;
 	}
-	edge_track(i, key, fresh, !ingress);
+	began = edge_track(i, key, fresh, !ingress);
 #endif
 #ifdef TCP_TRACES
 	/* A server's response leaving: its thread's segment has made progress
@@ -165,7 +171,26 @@ static __always_inline void tcp_packet(struct __sk_buff *skb, const u8 *h, u32 i
 			tcp_rtt_sample(i, tp->srtt_us >> 3);
 	}
 #endif
+	return began ? PACKET_REQUEST_BEGAN : 0;
 }
+
+#ifdef TCP_TRACES
+/* The wire reader found a trace context in the request this packet began:
+ * the thread that reads the socket next takes it up (tcp/reads.bpf.c). */
+static __always_inline void tcp_packet_traced(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	u64 key = sock_address(sk);
+	struct tcp_sock_info *i = key ? tcp_socket_lookup(key) : 0;
+	if (i)
+		i->await_reader = 1;
+}
+#endif
 #endif
 
 #endif

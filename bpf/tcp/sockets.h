@@ -23,38 +23,52 @@ struct edge_key {
 	u32 conn_port;
 };
 
+/* What is known of a socket.  The fields every packet (or send and
+ * receive) writes come first: with the slot's `sk` they fill one cache
+ * line (see tcp_socket_slots), since a connection's two directions are
+ * usually handled on two CPUs and each line written bounces between them. */
 struct tcp_sock_info {
-	struct owner owner;
-	u64 connect_start_ns;
 #ifdef TCP_EXCHANGES
-	struct edge_key edge;
+	u8 phase;
+	u8 exchange_failed;    /* the exchange in progress failed (tcp/failures.h) */
+	u8 batch_slot;         /* the common log2 slot of the batched exchanges */
+	u8 listed;             /* in tcp_exchange_sockets */
+#else
+	u32 pad0;
+#endif
+#ifdef TCP_PACKETS
+	u8 seq_seen;        /* which of sent_end and received_end are set */
+	u8 await_reader;    /* a request with a trace context began: its reader takes it up */
+	u16 pad1;
+	u32 sent_end;       /* sequence number after the last byte seen leaving, */
+	u32 received_end;   /* and arriving (see tcp/packets.h) */
+#else
+	u32 pad1[3];
+#endif
+#ifdef TCP_EXCHANGES
+	u32 batch_count;        /* exchanges not yet added to edge_latency */
+	u32 unflushed_sent;     /* bytes not yet added to edge_stats (flushed */
+	u32 unflushed_received; /* before they reach UNFLUSHED_MAX) */
+	u32 pad2;
 	u64 exchange_start_ns;
 	u64 last_response_ns;
-	u64 unflushed_sent;
-	u64 unflushed_received;
+	u64 batch_ns;           /* the batched exchanges' total time */
+	/* Read on every packet, written rarely. */
+	struct edge_key edge;
 	u64 flushed_ns;
-	u64 batch_ns;       /* exchanges not yet added to edge_latency: */
-	u32 batch_count;    /* their number, */
-	u32 batch_slot;     /* and their common log2 slot */
-	u32 phase;
 	u32 traced_tid;     /* thread whose trace segment this connection serves */
 	u16 local_port;
 	u16 peer_port;
 	u32 unflushed_failed;  /* failed exchanges not yet added to edge_stats */
-	u8 exchange_failed;    /* the exchange in progress failed (tcp/failures.h) */
 	u8 reset_received;
-	u8 listed;             /* in tcp_exchange_sockets */
-	u8 pad;
-	u32 pad3;
+	u8 pad3[3];
 #endif
 #ifdef TCP_PACKETS
-	u32 sent_end;       /* sequence number after the last byte seen leaving, */
-	u32 received_end;   /* and arriving (see tcp/packets.h) */
-	u32 seq_seen;       /* which of the two are set */
 	u32 counter_slot;   /* 1 + the owner's tcp_bytes slot; 0: none claimed yet */
-	u32 await_reader;   /* a request began: its reader takes up its trace */
-	u32 pad2;
+	u32 pad4;
 #endif
+	struct owner owner;
+	u64 connect_start_ns;
 };
 
 /* Socket (its kernel address) -> what is known of it, in two levels.  Every
@@ -62,12 +76,30 @@ struct tcp_sock_info {
  * call (~55 ns here) where an array lookup is inlined: so a socket lives in
  * a direct-mapped array slot, picked by a hash of its address, unless
  * another socket holds that slot; then in an LRU hash, which stays bounded
- * should a socket ever vanish unseen. */
+ * should a socket ever vanish unseen.  A slot is a whole number of cache
+ * lines, in an array whose values start on a page where the kernel can
+ * (SOCKET_SLOTS_FLAGS: BPF_F_MMAPABLE, 5.5+), so that `sk` and the hot
+ * fields share the slot's first line. */
+#if defined(TCP_EXCHANGES) && defined(TCP_PACKETS)
+#define TCP_SOCK_SLOT_PAD 16
+#elif defined(TCP_EXCHANGES)
+#define TCP_SOCK_SLOT_PAD 24
+#elif defined(TCP_PACKETS)
+#define TCP_SOCK_SLOT_PAD 8
+#else
+#define TCP_SOCK_SLOT_PAD 16
+#endif
 struct tcp_sock_slot {
 	u64 sk;  /* 0: free */
 	struct tcp_sock_info info;
+	u8 pad[TCP_SOCK_SLOT_PAD];  /* (BCC cannot describe a size computed with sizeof) */
 };
-BPF_ARRAY(tcp_socket_slots, struct tcp_sock_slot, TCP_SOCKET_SLOTS);
+_Static_assert(sizeof(struct tcp_sock_slot) % 64 == 0, "a socket slot is whole cache lines");
+#ifndef SOCKET_SLOTS_FLAGS
+#define SOCKET_SLOTS_FLAGS 0
+#endif
+BPF_F_TABLE("array", u32, struct tcp_sock_slot, tcp_socket_slots, TCP_SOCKET_SLOTS,
+	    SOCKET_SLOTS_FLAGS);
 BPF_TABLE("lru_hash", u64, struct tcp_sock_info, tcp_sockets, TCP_MAX_SOCKETS);
 
 static __always_inline struct tcp_sock_slot *tcp_socket_slot(u64 sk)

@@ -165,10 +165,15 @@ static __always_inline int tcp_packet(struct __sk_buff *skb, const struct packet
 #endif
 	tcp_packet_bytes(i, fresh, ingress);
 #ifdef TCP_RTT_ON_PACKETS
-	if (!tcp_rtt_skip()) {
+	/* A connection's first payload packet is always sampled, then about one
+	 * in RTT_SAMPLE_EVERY per CPU (tcp/rtt.h): short connections get their
+	 * RTT counted too, not only by chance. */
+	if (!i->rtt_sampled || !tcp_rtt_skip()) {
 		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
-		if (tp)
+		if (tp) {
 			tcp_rtt_sample(i, tp->srtt_us >> 3);
+			i->rtt_sampled = 1;
+		}
 	}
 #endif
 	return began ? PACKET_REQUEST_BEGAN : 0;

@@ -65,7 +65,8 @@ struct tcp_sock_info {
 #endif
 #ifdef TCP_PACKETS
 	u32 counter_slot;   /* 1 + the owner's tcp_bytes slot; 0: none claimed yet */
-	u32 pad4;
+	u8 rtt_sampled;     /* its RTT has been sampled once (tcp/packets.h) */
+	u8 pad4[3];
 #endif
 	struct owner owner;
 	u64 connect_start_ns;

@@ -100,7 +100,8 @@ MAX_ENV_SCAN = 128
 RTT_SAMPLE_EVERY = 8
 # Trace contexts are looked for in the first this many payload bytes of a
 # request (a power of two); SCAN_BYTES_SMALL where the kernel's verifier
-# gives up on the larger reader (6.1: E2BIG at 512, accepted at 256).
+# gives up on the larger reader (6.1 did, E2BIG at 512, until the reader
+# read a request in one piece).
 SCAN_BYTES = 512
 SCAN_BYTES_SMALL = 256
 # Finished trace segments: at most SEGMENT_EVENTS_PER_SEC per CPU and second

@@ -14,34 +14,43 @@ struct packet {
 	u32 len;     /* payload bytes: 0 for an ACK, a SYN, a bare FIN */
 };
 
-/* IP and TCP header fields from `h`, whose first `have` bytes are the
- * packet's (the fallback of packet_read, on the stack). */
+/* The IP header's length, from its bytes 0, 6, 7 and 9; 0 unless the
+ * packet is TCP and not a fragment (flags MF or an offset). */
+static __always_inline u32 tcp_ip_len(u8 b0, u8 b6, u8 b7, u8 b9)
+{
+	if ((b0 >> 4) == 4) {
+		u32 ip_len = (b0 & 0xf) * 4;
+		return b9 == IPPROTO_TCP_ && !(b6 & 0x3f) && !b7 && ip_len >= 20 ? ip_len : 0;
+	}
+	if ((b0 >> 4) == 6)
+		return b6 == IPPROTO_TCP_ ? 40 : 0;
+	return 0;
+}
+
+/* The rest of `p` from the TCP header's sequence number and data-offset
+ * byte; 1 when the packet has payload. */
+static __always_inline int packet_fill(struct packet *p, u32 ip_len, u32 seq, u8 doff,
+				       u32 skb_len)
+{
+	p->ip_len = ip_len;
+	p->seq = seq;
+	p->off = ip_len + (doff >> 4) * 4;
+	p->len = skb_len > p->off ? skb_len - p->off : 0;
+	return p->len != 0;
+}
+
+/* packet_read's fallback: the fields from `h`, whose first `have` bytes
+ * are the packet's, on the stack (where loads must be aligned: byte by
+ * byte). */
 static __always_inline int packet_parse_copy(const u8 *h, u32 have, u32 skb_len,
 					     struct packet *p)
 {
-	u32 ip_len;
-	if ((h[0] >> 4) == 4) {
-		/* TCP, and not a fragment (flags MF or an offset). */
-		if (h[9] != IPPROTO_TCP_ || (h[6] & 0x3f) || h[7])
-			return 0;
-		ip_len = (h[0] & 0xf) * 4;
-		if (ip_len < 20 || ip_len > 40)
-			return 0;
-	} else if ((h[0] >> 4) == 6) {
-		if (h[6] != IPPROTO_TCP_)
-			return 0;
-		ip_len = 40;
-	} else {
-		return 0;
-	}
-	if (ip_len + 20 > have)
+	u32 ip_len = tcp_ip_len(h[0], h[6], h[7], h[9]);
+	if (!ip_len || ip_len > 40 || ip_len + 20 > have)
 		return 0;
 	const u8 *t = h + (ip_len & 0x3c);
-	p->ip_len = ip_len;
-	p->seq = (u32)t[4] << 24 | (u32)t[5] << 16 | (u32)t[6] << 8 | t[7];
-	p->off = ip_len + (t[12] >> 4) * 4;
-	p->len = skb_len > p->off ? skb_len - p->off : 0;
-	return p->len != 0;
+	return packet_fill(p, ip_len, (u32)t[4] << 24 | (u32)t[5] << 16 | (u32)t[6] << 8 | t[7],
+			   t[12], skb_len);
 }
 
 /* The packet's header fields into `p`; 1 if it is TCP with payload, else 0
@@ -64,29 +73,13 @@ static __always_inline int packet_read(struct __sk_buff *skb, struct packet *p)
 			return 0;
 		return packet_parse_copy(h, have, skb_len, p);
 	}
-	u32 ip_len;
-	u8 version = data[0] >> 4;
-	if (version == 4) {
-		if (data[9] != IPPROTO_TCP_ || (data[6] & 0x3f) || data[7])
-			return 0;
-		ip_len = (data[0] & 0xf) * 4;
-		if (ip_len < 20)
-			return 0;
-	} else if (version == 6) {
-		if (data[6] != IPPROTO_TCP_)
-			return 0;
-		ip_len = 40;
-	} else {
+	u32 ip_len = tcp_ip_len(data[0], data[6], data[7], data[9]);
+	if (!ip_len)
 		return 0;
-	}
 	u8 *t = data + ip_len;
 	if (t + 20 > end)
 		return 0;
-	p->ip_len = ip_len;
-	p->seq = __builtin_bswap32(*(u32 *)(t + 4));
-	p->off = ip_len + (t[12] >> 4) * 4;
-	p->len = skb_len > p->off ? skb_len - p->off : 0;
-	return p->len != 0;
+	return packet_fill(p, ip_len, __builtin_bswap32(*(u32 *)(t + 4)), t[12], skb_len);
 }
 
 /* A TCP flow as the socket sees it: addresses as v4-mapped IPv6, ports in

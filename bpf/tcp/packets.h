@@ -122,16 +122,24 @@ static __always_inline void tcp_packet_bytes(struct tcp_sock_info *i, u32 fresh,
  * of an exchange where a trace context can be. */
 #define PACKET_REQUEST_BEGAN 1
 
+/* The packet's full socket into `*sk`, and its key in the socket table
+ * (its address); 0 when the packet has no full socket. */
+static __always_inline u64 packet_socket(struct __sk_buff *skb, struct bpf_sock **sk)
+{
+	*sk = skb->sk;
+	if (!*sk)
+		return 0;
+	*sk = bpf_sk_fullsock(*sk);
+	if (!*sk)
+		return 0;
+	return sock_address(*sk);
+}
+
 /* A TCP packet with payload, its headers read into `p`. */
 static __always_inline int tcp_packet(struct __sk_buff *skb, const struct packet *p, int ingress)
 {
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return 0;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 0;
-	u64 key = sock_address(sk);
+	struct bpf_sock *sk;
+	u64 key = packet_socket(skb, &sk);
 	if (!key)
 		return 0;
 	struct tcp_sock_info *i = tcp_socket_lookup(key);
@@ -184,13 +192,8 @@ static __always_inline int tcp_packet(struct __sk_buff *skb, const struct packet
  * the thread that reads the socket next takes it up (tcp/reads.bpf.c). */
 static __always_inline void tcp_packet_traced(struct __sk_buff *skb)
 {
-	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return;
-	u64 key = sock_address(sk);
+	struct bpf_sock *sk;
+	u64 key = packet_socket(skb, &sk);
 	struct tcp_sock_info *i = key ? tcp_socket_lookup(key) : 0;
 	if (i)
 		i->await_reader = 1;
